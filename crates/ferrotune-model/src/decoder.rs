@@ -1,0 +1,189 @@
+//! The generic decoder-only transformer: embeddings, pre-norm blocks of attention
+//! and gated MLP with residuals, a final norm and the LM head.
+//! Reference: transformers' `LlamaForCausalLM` (`modeling_llama.py`); the families'
+//! differences are switches in [`ModelConfig`].
+//!
+//! Shapes: B batch, T sequence, C hidden, V vocabulary.
+
+use candle_core::{DType, Tensor};
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::layers::{attention_bias, Attention, Mlp, RmsNorm};
+use crate::rope::{arange_positions, RopeTables};
+use crate::weights::WeightStore;
+
+/// One pre-norm transformer block: `h = x + attn(norm(x))`, `y = h + mlp(norm(h))`.
+#[derive(Debug, Clone)]
+pub struct DecoderLayer {
+    /// Norm before attention.
+    pub input_layernorm: RmsNorm,
+    /// Self-attention.
+    pub self_attn: Attention,
+    /// Norm before the MLP.
+    pub post_attention_layernorm: RmsNorm,
+    /// Gated MLP.
+    pub mlp: Mlp,
+}
+
+impl DecoderLayer {
+    /// Takes the weights of `model.layers.{i}`.
+    pub fn load(w: &mut WeightStore, i: usize, cfg: &ModelConfig) -> Result<Self> {
+        let p = format!("model.layers.{i}");
+        let (c, eps, off) = (
+            cfg.hidden_size,
+            cfg.rms_norm_eps,
+            cfg.switches.norm_weight_offset,
+        );
+        Ok(Self {
+            input_layernorm: RmsNorm::load(w, &format!("{p}.input_layernorm"), c, eps, off)?,
+            self_attn: Attention::load(w, &format!("{p}.self_attn"), cfg)?,
+            post_attention_layernorm: RmsNorm::load(
+                w,
+                &format!("{p}.post_attention_layernorm"),
+                c,
+                eps,
+                off,
+            )?,
+            mlp: Mlp::load(w, &format!("{p}.mlp"), cfg)?,
+        })
+    }
+
+    /// Calls `f` with each weight of the block and its name under `prefix`.
+    pub fn visit_tensors(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.input_layernorm
+            .visit_tensors(&format!("{prefix}.input_layernorm"), f);
+        self.self_attn
+            .visit_tensors(&format!("{prefix}.self_attn"), f);
+        self.post_attention_layernorm
+            .visit_tensors(&format!("{prefix}.post_attention_layernorm"), f);
+        self.mlp.visit_tensors(&format!("{prefix}.mlp"), f);
+    }
+
+    /// `x` `[B, T, C]` → `[B, T, C]`; `mask` from [`attention_bias`].
+    pub fn forward(&self, x: &Tensor, rope: &RopeTables, mask: &Tensor) -> Result<Tensor> {
+        let h = (x + self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x)?, rope, mask)?)?;
+        Ok((&h
+            + self
+                .mlp
+                .forward(&self.post_attention_layernorm.forward(&h)?)?)?)
+    }
+}
+
+/// A decoder-only language model with its LM head.
+#[derive(Debug, Clone)]
+pub struct CausalLM {
+    /// The resolved configuration.
+    pub config: ModelConfig,
+    /// `model.embed_tokens.weight` `[V, C]` f32.
+    pub embed_tokens: Tensor,
+    /// The decoder blocks.
+    pub layers: Vec<DecoderLayer>,
+    /// The final norm.
+    pub norm: RmsNorm,
+    /// `lm_head.weight` `[V, C]`, or `None` when tied to `embed_tokens`.
+    pub lm_head: Option<Tensor>,
+}
+
+impl CausalLM {
+    /// Builds the model from HF-named weights, reporting every missing or unused tensor.
+    ///
+    /// Errors: [`crate::ModelError::MissingTensors`], [`crate::ModelError::UnexpectedTensors`],
+    /// [`crate::ModelError::Shape`].
+    pub fn from_weights(config: ModelConfig, mut w: WeightStore) -> Result<Self> {
+        let (v, c) = (config.vocab_size, config.hidden_size);
+        let embed_tokens = w.take("model.embed_tokens.weight", &[v, c])?;
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| DecoderLayer::load(&mut w, i, &config))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::load(
+            &mut w,
+            "model.norm",
+            c,
+            config.rms_norm_eps,
+            config.switches.norm_weight_offset,
+        )?;
+        let lm_head = if config.tie_word_embeddings {
+            // A tied checkpoint may still carry a copy of the head; transformers ignores it.
+            if w.contains("lm_head.weight") {
+                w.take("lm_head.weight", &[v, c])?;
+            }
+            None
+        } else {
+            Some(w.take("lm_head.weight", &[v, c])?)
+        };
+        w.finish()?;
+        Ok(Self {
+            config,
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+        })
+    }
+
+    /// Final hidden states after the last norm: `input_ids` `[B, T]` u32 and an optional
+    /// `attention_mask` `[B, T]` (1 = token, 0 = padding) → `[B, T, C]` f32.
+    /// Positions are `0..T` for every row.
+    pub fn forward_hidden(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let device = input_ids.device();
+        let c = self.config.hidden_size;
+        let ids = input_ids.to_dtype(DType::U32)?.flatten_all()?;
+        let mut x = self
+            .embed_tokens
+            .index_select(&ids, 0)?
+            .reshape((b, t, c))?;
+        if self.config.switches.scale_embeddings {
+            // Gemma multiplies by √C rounded to the activation dtype.
+            x = (x * f64::from((c as f32).sqrt()))?;
+        }
+        let rope = RopeTables::new(&self.config, &arange_positions(t), device)?;
+        let mask = attention_bias(t, self.config.sliding_window, attention_mask, device)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &rope, &mask)?;
+        }
+        self.norm.forward(&x)
+    }
+
+    /// Next-token logits for every position: `[B, T]` u32 → `[B, T, V]` f32.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
+        let h = self.forward_hidden(input_ids, attention_mask)?;
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
+        let (b, t, c) = h.dims3()?;
+        let logits = h.reshape((b * t, c))?.matmul(&head.t()?)?;
+        Ok(logits.reshape((b, t, self.config.vocab_size))?)
+    }
+
+    /// Calls `f` with every weight and its HF name, tied weights once.
+    pub fn visit_tensors(&self, f: &mut dyn FnMut(&str, &Tensor)) {
+        f("model.embed_tokens.weight", &self.embed_tokens);
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.visit_tensors(&format!("model.layers.{i}"), f);
+        }
+        self.norm.visit_tensors("model.norm", f);
+        if let Some(head) = &self.lm_head {
+            f("lm_head.weight", head);
+        }
+    }
+
+    /// Every weight with its HF name, tied weights once.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        self.visit_tensors(&mut |name, t| out.push((name.to_string(), t.clone())));
+        out
+    }
+
+    /// Number of parameters, tied weights counted once.
+    pub fn num_parameters(&self) -> usize {
+        let mut n = 0;
+        self.visit_tensors(&mut |_, t| n += t.elem_count());
+        n
+    }
+}

@@ -1,0 +1,208 @@
+//! Causal multi-head self-attention with grouped-query heads (Ainslie et al. 2023,
+//! "GQA") and rotary positions: `softmax(Q·Kᵀ/√D + mask)·V` (Vaswani et al. 2017, eq. 1).
+//!
+//! GQA without copying K/V: query head `h` uses key/value head `h / (H/K)`, so the
+//! queries are viewed as `[B, K, (H/K)·T, D]` and multiplied against `[B, K, T, D]`.
+
+use candle_core::{DType, Device, Tensor, D};
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::layers::{Linear, RmsNorm};
+use crate::rope::RopeTables;
+use crate::weights::WeightStore;
+
+/// Additive mask value for blocked positions: exp(-1e30 - m) is exactly 0 in f32,
+/// and unlike -inf a fully blocked row gives a uniform softmax instead of NaN.
+const MASKED: f32 = -1e30;
+
+/// The q/k/v projections, separate or fused as the checkpoint stores them.
+#[derive(Debug, Clone)]
+pub enum Qkv {
+    /// `q_proj` `[H·D, C]`, `k_proj` and `v_proj` `[K·D, C]`.
+    Separate {
+        /// Query projection.
+        q_proj: Linear,
+        /// Key projection.
+        k_proj: Linear,
+        /// Value projection.
+        v_proj: Linear,
+    },
+    /// phi3's `qkv_proj` `[(H + 2K)·D, C]`: q rows, then k, then v.
+    Fused {
+        /// Fused projection.
+        qkv_proj: Linear,
+    },
+}
+
+/// Self-attention of one decoder layer.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    /// Query/key/value projections.
+    pub qkv: Qkv,
+    /// `o_proj` `[C, H·D]`.
+    pub o_proj: Linear,
+    /// qwen3's per-head RMSNorm on queries, `[D]`.
+    pub q_norm: Option<RmsNorm>,
+    /// qwen3's per-head RMSNorm on keys, `[D]`.
+    pub k_norm: Option<RmsNorm>,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    /// Takes `{prefix}.q_proj/k_proj/v_proj/o_proj` (or `qkv_proj`), and `q_norm`/`k_norm` for qwen3.
+    pub fn load(w: &mut WeightStore, prefix: &str, cfg: &ModelConfig) -> Result<Self> {
+        let (c, h, k, d) = (
+            cfg.hidden_size,
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
+        let sw = &cfg.switches;
+        let qkv = if sw.fused_qkv {
+            Qkv::Fused {
+                qkv_proj: Linear::load(
+                    w,
+                    &format!("{prefix}.qkv_proj"),
+                    (h + 2 * k) * d,
+                    c,
+                    sw.qkv_bias,
+                )?,
+            }
+        } else {
+            Qkv::Separate {
+                q_proj: Linear::load(w, &format!("{prefix}.q_proj"), h * d, c, sw.qkv_bias)?,
+                k_proj: Linear::load(w, &format!("{prefix}.k_proj"), k * d, c, sw.qkv_bias)?,
+                v_proj: Linear::load(w, &format!("{prefix}.v_proj"), k * d, c, sw.qkv_bias)?,
+            }
+        };
+        let (q_norm, k_norm) = if sw.qk_norm {
+            let eps = cfg.rms_norm_eps;
+            let off = sw.norm_weight_offset;
+            (
+                Some(RmsNorm::load(w, &format!("{prefix}.q_norm"), d, eps, off)?),
+                Some(RmsNorm::load(w, &format!("{prefix}.k_norm"), d, eps, off)?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            qkv,
+            o_proj: Linear::load(w, &format!("{prefix}.o_proj"), c, h * d, sw.o_bias)?,
+            q_norm,
+            k_norm,
+            num_heads: h,
+            num_kv_heads: k,
+            head_dim: d,
+        })
+    }
+
+    /// Calls `f` with each projection's and norm's tensors under `prefix`.
+    pub fn visit_tensors(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        match &self.qkv {
+            Qkv::Separate {
+                q_proj,
+                k_proj,
+                v_proj,
+            } => {
+                q_proj.visit_tensors(&format!("{prefix}.q_proj"), f);
+                k_proj.visit_tensors(&format!("{prefix}.k_proj"), f);
+                v_proj.visit_tensors(&format!("{prefix}.v_proj"), f);
+            }
+            Qkv::Fused { qkv_proj } => qkv_proj.visit_tensors(&format!("{prefix}.qkv_proj"), f),
+        }
+        self.o_proj.visit_tensors(&format!("{prefix}.o_proj"), f);
+        if let Some(n) = &self.q_norm {
+            n.visit_tensors(&format!("{prefix}.q_norm"), f);
+        }
+        if let Some(n) = &self.k_norm {
+            n.visit_tensors(&format!("{prefix}.k_norm"), f);
+        }
+    }
+
+    /// `x` `[B, T, C]`, `mask` additive `[B or 1, 1, T, T]` f32 → `[B, T, C]`.
+    pub fn forward(&self, x: &Tensor, rope: &RopeTables, mask: &Tensor) -> Result<Tensor> {
+        let (b, t, _c) = x.dims3()?;
+        let (h, k, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let (q, key, v) = match &self.qkv {
+            Qkv::Separate {
+                q_proj,
+                k_proj,
+                v_proj,
+            } => (q_proj.forward(x)?, k_proj.forward(x)?, v_proj.forward(x)?),
+            Qkv::Fused { qkv_proj } => {
+                let qkv = qkv_proj.forward(x)?;
+                (
+                    qkv.narrow(D::Minus1, 0, h * d)?,
+                    qkv.narrow(D::Minus1, h * d, k * d)?,
+                    qkv.narrow(D::Minus1, (h + k) * d, k * d)?,
+                )
+            }
+        };
+        // [B, T, heads·D] -> [B, T, heads, D]; the q/k norms act per head.
+        let mut q = q.reshape((b, t, h, d))?;
+        let mut key = key.reshape((b, t, k, d))?;
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            q = qn.forward(&q)?;
+            key = kn.forward(&key)?;
+        }
+        // -> [B, heads, T, D]
+        let q = rope.apply(&q.transpose(1, 2)?.contiguous()?)?;
+        let key = rope.apply(&key.transpose(1, 2)?.contiguous()?)?;
+        let v = v.reshape((b, t, k, d))?.transpose(1, 2)?.contiguous()?;
+
+        let n_rep = h / k;
+        let scale = 1.0 / (d as f64).sqrt();
+        // Queries grouped by their key/value head: [B, K, (H/K)·T, D].
+        let q = q.reshape((b, k, n_rep * t, d))?;
+        let scores = (q.matmul(&key.t()?)? * scale)?; // [B, K, (H/K)·T, T]
+        let scores = scores.reshape((b, h, t, t))?.broadcast_add(mask)?;
+        let probs = softmax_last_dim(&scores)?.reshape((b, k, n_rep * t, t))?;
+        let out = probs.matmul(&v)?; // [B, K, (H/K)·T, D]
+                                     // [B, H, T, D] -> [B, T, H, D] -> [B, T, H·D]
+        let out = out
+            .reshape((b, h, t, d))?
+            .transpose(1, 2)?
+            .reshape((b, t, h * d))?;
+        self.o_proj.forward(&out)
+    }
+}
+
+/// Softmax over the last dimension from differentiable ops (candle-nn's fused
+/// softmax records no backward). The max is detached: it cancels out of the result.
+pub(crate) fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
+}
+
+/// The additive attention mask `[B or 1, 1, T, T]` f32: 0 where query `i` may see key `j`
+/// (`j ≤ i`, `i - j < window` when a sliding window is set, and key `j` not padding
+/// per `attention_mask` `[B, T]` of 1/0), [`MASKED`] elsewhere.
+pub fn attention_bias(
+    t: usize,
+    sliding_window: Option<usize>,
+    attention_mask: Option<&Tensor>,
+    device: &Device,
+) -> Result<Tensor> {
+    let mut causal = vec![0f32; t * t];
+    for i in 0..t {
+        for j in 0..t {
+            let visible = j <= i && sliding_window.is_none_or(|w| i - j < w);
+            if !visible {
+                causal[i * t + j] = MASKED;
+            }
+        }
+    }
+    let causal = Tensor::from_vec(causal, (1, 1, t, t), device)?;
+    let Some(am) = attention_mask else {
+        return Ok(causal);
+    };
+    let b = am.dim(0)?;
+    // key padding: [B, 1, 1, T], MASKED where attention_mask == 0.
+    let keep = am.to_dtype(DType::F32)?.reshape((b, 1, 1, t))?;
+    let pad = ((keep - 1.0)? * f64::from(-MASKED))?;
+    Ok(causal.broadcast_add(&pad)?.clamp(MASKED, 0f32)?)
+}

@@ -1,0 +1,59 @@
+//! A dense projection `y = x·Wᵀ + b`.
+
+use candle_core::{Tensor, D};
+
+use crate::error::Result;
+use crate::weights::WeightStore;
+
+/// A linear layer with the PyTorch weight layout.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    /// `[out, in]` f32.
+    pub weight: Tensor,
+    /// `[out]` f32, when the layer has a bias.
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// Takes `{prefix}.weight` `[out, in]` and, with `bias`, `{prefix}.bias` `[out]`.
+    pub fn load(
+        w: &mut WeightStore,
+        prefix: &str,
+        out: usize,
+        inp: usize,
+        bias: bool,
+    ) -> Result<Self> {
+        let weight = w.take(&format!("{prefix}.weight"), &[out, inp])?;
+        let bias = if bias {
+            Some(w.take(&format!("{prefix}.bias"), &[out])?)
+        } else {
+            None
+        };
+        Ok(Self { weight, bias })
+    }
+
+    /// Calls `f` with `{prefix}.weight` and `{prefix}.bias`.
+    pub fn visit_tensors(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        f(&format!("{prefix}.weight"), &self.weight);
+        if let Some(b) = &self.bias {
+            f(&format!("{prefix}.bias"), b);
+        }
+    }
+
+    /// `x` `[..., in]` → `[..., out]`, computed as one GEMM over the flattened leading dims.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims();
+        let inp = x.dim(D::Minus1)?;
+        let rows = x.elem_count() / inp.max(1);
+        let y = x.reshape((rows, inp))?.matmul(&self.weight.t()?)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims.to_vec();
+        if let Some(last) = out_dims.last_mut() {
+            *last = self.weight.dim(0)?;
+        }
+        Ok(y.reshape(out_dims)?)
+    }
+}

@@ -1,0 +1,96 @@
+//! The gated MLP of LLaMA-style blocks (Shazeer 2020, "GLU Variants Improve
+//! Transformer", eq. 6): `down(act(gate(x)) ⊙ up(x))`.
+
+use candle_core::{Tensor, D};
+
+use crate::config::{Activation, ModelConfig};
+use crate::error::Result;
+use crate::layers::Linear;
+use crate::weights::WeightStore;
+
+/// The gate and up projections, separate or fused as the checkpoint stores them.
+#[derive(Debug, Clone)]
+pub enum GateUp {
+    /// `gate_proj` and `up_proj`, each `[I, C]`.
+    Separate {
+        /// Gate projection.
+        gate_proj: Linear,
+        /// Up projection.
+        up_proj: Linear,
+    },
+    /// phi3's `gate_up_proj` `[2·I, C]`, gate rows first.
+    Fused {
+        /// Fused projection.
+        gate_up_proj: Linear,
+    },
+}
+
+/// Gated MLP.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    /// Gate and up projections.
+    pub gate_up: GateUp,
+    /// `down_proj` `[C, I]`.
+    pub down_proj: Linear,
+    /// The activation applied to the gate.
+    pub act: Activation,
+}
+
+impl Mlp {
+    /// Takes `{prefix}.gate_proj/up_proj/down_proj` (or `gate_up_proj` when fused).
+    pub fn load(w: &mut WeightStore, prefix: &str, cfg: &ModelConfig) -> Result<Self> {
+        let (c, i, bias) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.switches.mlp_bias,
+        );
+        let gate_up = if cfg.switches.fused_gate_up {
+            GateUp::Fused {
+                gate_up_proj: Linear::load(w, &format!("{prefix}.gate_up_proj"), 2 * i, c, bias)?,
+            }
+        } else {
+            GateUp::Separate {
+                gate_proj: Linear::load(w, &format!("{prefix}.gate_proj"), i, c, bias)?,
+                up_proj: Linear::load(w, &format!("{prefix}.up_proj"), i, c, bias)?,
+            }
+        };
+        Ok(Self {
+            gate_up,
+            down_proj: Linear::load(w, &format!("{prefix}.down_proj"), c, i, bias)?,
+            act: cfg.hidden_act,
+        })
+    }
+
+    /// Calls `f` with each projection's tensors under `prefix`.
+    pub fn visit_tensors(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        match &self.gate_up {
+            GateUp::Separate { gate_proj, up_proj } => {
+                gate_proj.visit_tensors(&format!("{prefix}.gate_proj"), f);
+                up_proj.visit_tensors(&format!("{prefix}.up_proj"), f);
+            }
+            GateUp::Fused { gate_up_proj } => {
+                gate_up_proj.visit_tensors(&format!("{prefix}.gate_up_proj"), f)
+            }
+        }
+        self.down_proj
+            .visit_tensors(&format!("{prefix}.down_proj"), f);
+    }
+
+    /// `x` `[B, T, C]` → `[B, T, C]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (gate, up) = match &self.gate_up {
+            GateUp::Separate { gate_proj, up_proj } => (gate_proj.forward(x)?, up_proj.forward(x)?),
+            GateUp::Fused { gate_up_proj } => {
+                let gu = gate_up_proj.forward(x)?;
+                let i = gu.dim(D::Minus1)? / 2;
+                (gu.narrow(D::Minus1, 0, i)?, gu.narrow(D::Minus1, i, i)?)
+            }
+        };
+        let gate = match self.act {
+            Activation::Silu => gate.silu()?,
+            Activation::GeluTanh => gate.gelu()?,
+            Activation::GeluErf => gate.gelu_erf()?,
+        };
+        self.down_proj.forward(&(gate * up)?)
+    }
+}

@@ -1,0 +1,15 @@
+//! The building blocks of a decoder layer, bottom-up: projections, norms, the
+//! gated MLP and attention. Each is a struct with `load` and `forward`, built
+//! only from differentiable candle ops so that training can backpropagate.
+//!
+//! Shapes: B batch, T sequence, C hidden, H query heads, K key/value heads, D head_dim.
+
+mod attention;
+mod linear;
+mod mlp;
+mod norm;
+
+pub use attention::{attention_bias, Attention, Qkv};
+pub use linear::Linear;
+pub use mlp::{GateUp, Mlp};
+pub use norm::RmsNorm;

@@ -1,0 +1,120 @@
+//! Loading a [`CausalLM`] from an HF model folder or a GGUF file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use ferrotune_hub::gguf::GgufFile;
+use ferrotune_hub::resolve::ModelSource;
+
+use crate::config::ModelConfig;
+use crate::decoder::CausalLM;
+use crate::error::{ModelError, Result};
+use crate::families::Family;
+use crate::weights::WeightStore;
+
+/// Loads a model from a resolved source (see `ferrotune_hub::resolve::resolve_model`).
+pub fn load_model(source: &ModelSource, device: &Device) -> Result<CausalLM> {
+    match source {
+        ModelSource::HfDir(dir) => load_hf_dir(dir, device),
+        ModelSource::Gguf(path) => load_gguf(&GgufFile::open(path)?, device),
+    }
+}
+
+/// Loads an HF folder: `config.json` and `model.safetensors` or the shards listed in
+/// `model.safetensors.index.json`; bf16/f16/f32 weights, computed in f32.
+///
+/// Errors name the file: a missing or invalid config, a missing weight file, a lying
+/// safetensors header, missing or unexpected tensors, a shape that disagrees with the config.
+pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<CausalLM> {
+    let config = ModelConfig::from_hf_config_file(&dir.join("config.json"))?;
+    let files = safetensors_files(dir)?;
+    let weights = WeightStore::from_safetensors(dir, &files, device)?;
+    CausalLM::from_weights(config, weights)
+}
+
+/// The safetensors files of an HF folder, from the index when the model is sharded.
+pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if !index.is_file() {
+        return Err(ModelError::Weights {
+            path: dir.to_path_buf(),
+            msg: "no model.safetensors or model.safetensors.index.json in this folder".into(),
+        });
+    }
+    let text = std::fs::read_to_string(&index).map_err(|source| ModelError::Io {
+        path: index.clone(),
+        source,
+    })?;
+    let bad = |msg: String| ModelError::Weights {
+        path: index.clone(),
+        msg,
+    };
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| bad("missing object `weight_map`".into()))?;
+    let mut files: Vec<String> = map
+        .values()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| bad(format!("`weight_map` value {v} is not a file name")))
+        })
+        .collect::<Result<_>>()?;
+    files.sort();
+    files.dedup();
+    files
+        .into_iter()
+        .map(|f| {
+            if f.contains('/') || f.contains('\\') || f == ".." {
+                return Err(bad(format!(
+                    "shard name `{f}` must be a file name inside the folder"
+                )));
+            }
+            let p = dir.join(&f);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(bad(format!(
+                    "shard `{f}` listed in weight_map does not exist"
+                )))
+            }
+        })
+        .collect()
+}
+
+/// Loads a GGUF file: the config from `<arch>.*` metadata, every tensor dequantized
+/// to f32 exactly as llama.cpp does and renamed to HF names, with the family's fixes
+/// (llama's Q/K row permutation undone, gemma's norm offset removed).
+pub fn load_gguf(file: &GgufFile, device: &Device) -> Result<CausalLM> {
+    let arch = file.architecture()?;
+    let family = Family::from_name(arch).ok_or_else(|| ModelError::UnsupportedArchitecture {
+        path: file.path().to_path_buf(),
+        arch: arch.to_string(),
+    })?;
+    let config = family.resolve_gguf(file)?;
+    let mut tensors = BTreeMap::new();
+    for info in file.tensors() {
+        if info.name == "rope_freqs.weight" {
+            continue; // already read into the config's RoPE scaling
+        }
+        let t = file.dequantize(&info.name, device)?;
+        match family.gguf_to_hf_name(&info.name) {
+            Some(hf) => {
+                let t = family.fix_gguf_tensor(&hf, t, &config)?;
+                tensors.insert(hf, t);
+            }
+            // Unknown names stay as they are so that loading reports them.
+            None => {
+                tensors.insert(info.name.clone(), t);
+            }
+        }
+    }
+    CausalLM::from_weights(config, WeightStore::new(file.path(), tensors))
+}
