@@ -1,1 +1,84 @@
-fn main() {}
+//! The `ferrotune` command line, named like LLaMA-Factory's `llamafactory-cli`:
+//! `ferrotune <command> [config.yaml] [key=value ...]`.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use commands::ConfigArgs;
+
+/// Fine-tune and run LLMs with LLaMA-Factory configs, in Rust.
+#[derive(Debug, Parser)]
+#[command(name = "ferrotune", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands; each config-taking command reads `[config.yaml] [key=value ...]`.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a model (stage pt, sft, rm, ppo, dpo or kto).
+    Train(ConfigArgs),
+    /// Chat with a model in the terminal.
+    Chat(ConfigArgs),
+    /// Serve an OpenAI-style API.
+    Api(ConfigArgs),
+    /// Launch the web UI.
+    Webui(ConfigArgs),
+    /// Merge adapters and export a model.
+    Export(ConfigArgs),
+    /// Evaluate a model on a benchmark (MMLU, CMMLU, C-Eval).
+    Eval(ConfigArgs),
+    /// Tokenize datasets and save them to `tokenized_path`.
+    Preprocess(ConfigArgs),
+    /// Estimate the memory a training run needs.
+    Estimate(ConfigArgs),
+    /// Print the environment: versions, CPU, devices.
+    Env,
+    /// Print the ferrotune version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Dispatches a command; commands not built yet validate their config and exit with code 2.
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    use commands::pending::not_built;
+    match command {
+        Command::Train(args) => not_built("train", "training core", &args),
+        Command::Chat(args) => not_built("chat", "inference", &args),
+        Command::Api(args) => not_built("api", "API server", &args),
+        Command::Webui(args) => not_built("webui", "web UI", &args),
+        Command::Export(args) => not_built("export", "adapter merge and export", &args),
+        Command::Eval(args) => not_built("eval", "benchmark evaluation", &args),
+        Command::Preprocess(args) => not_built("preprocess", "data pipeline", &args),
+        Command::Estimate(args) => not_built("estimate", "memory estimate", &args),
+        Command::Env => commands::env::run(),
+        Command::Version => commands::version::run(),
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`; an invalid filter falls back to it).
+/// Colors only when stderr is a terminal.
+fn init_tracing() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
