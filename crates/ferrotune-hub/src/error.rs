@@ -70,6 +70,15 @@ pub enum HubError {
         msg: String,
     },
 
+    /// A JSON file of a model folder (e.g. generation_config.json) is malformed.
+    #[error("invalid {path}: {msg}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        msg: String,
+    },
+
     /// A local path does not hold a model in a form we can load.
     #[error("{path}: {msg}")]
     NotFound {

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`resolve`] | turns `model_name_or_path` into a local folder or `.gguf` file: a local path, the Hugging Face hub cache, or a download into that cache |
 //! | [`gguf`] | validates and memory-maps a GGUF file; typed metadata access; dequantizes tensors to `f32` |
+//! | [`generation_config`] | the decoding defaults of `generation_config.json` (eos ids, sampling) |
 //! | [`tokenizer`] | a [`tokenizers::Tokenizer`] plus its special tokens and chat template, from `tokenizer.json` + `tokenizer_config.json` or from GGUF metadata |
 //!
 //! ```no_run
@@ -28,6 +29,7 @@
 //! ```
 
 pub mod error;
+pub mod generation_config;
 pub mod gguf;
 pub mod resolve;
 pub mod tokenizer;
