@@ -34,7 +34,7 @@
 //! supported; `str.isprintable` in `repr` uses a fixed table (see `chat_template/python.rs`).
 
 mod filters;
-mod python;
+pub(crate) mod python;
 mod source;
 mod strftime;
 

@@ -30,6 +30,40 @@ pub enum DataError {
         /// What is wrong and, where there is one, how to fix it.
         message: String,
     },
+
+    /// `template` names no built-in prompt template.
+    #[error(
+        "unknown template `{name}`; known templates: {known} (hint: set `template` to one of them)"
+    )]
+    UnknownTemplate {
+        /// The name asked for.
+        name: String,
+        /// Every registered name, comma-separated.
+        known: String,
+    },
+
+    /// A prompt template cannot be used with this tokenizer or these data arguments, e.g. a slot
+    /// token missing from the vocabulary or `train_on_prompt` with an `efficient_eos` template.
+    #[error("template `{template}`: {message}")]
+    PromptTemplate {
+        /// The template's name (`parsed` for one parsed from a tokenizer's chat template).
+        template: String,
+        /// What is wrong and, where there is one, how to fix it.
+        message: String,
+    },
+
+    /// A tool description or a function-call message is not the JSON LLaMA-Factory expects.
+    #[error("{what}: {message}")]
+    ToolJson {
+        /// Which text is at fault: `tools` or `function message`, with the text quoted.
+        what: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// The tokenizer failed to encode or decode.
+    #[error(transparent)]
+    Tokenizer(#[from] ferrotune_hub::HubError),
 }
 
 /// Formats the `line 12 `code`` part of a template error, or nothing when the line is unknown.

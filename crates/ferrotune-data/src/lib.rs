@@ -26,7 +26,11 @@
 //! ```
 
 pub mod chat_template;
+pub mod dataset;
 pub mod error;
+pub mod message;
+pub mod processor;
+pub mod template;
 
 pub use chat_template::{ChatTemplate, RenderContext};
 pub use error::DataError;

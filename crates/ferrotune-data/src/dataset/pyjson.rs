@@ -1,0 +1,135 @@
+//! Python's `json.dumps(value, ensure_ascii=False)` for serde_json values, which LLaMA-Factory
+//! applies to OpenAI `tool_calls` and to tool lists given as JSON objects.
+//!
+//! Default separators are `", "` and `": "`; strings escape `"`, `\\` and control characters
+//! (`\n`, `\r`, `\t`, `\b`, `\f`, else `\u00XX`) and keep every other character as is; floats use
+//! Python's `repr` (shortest round-trip digits, `1e+16` style exponents past 1e16 or below 1e-4).
+
+use serde_json::Value;
+
+/// Serializes `value` as Python's `json.dumps(value, ensure_ascii=False)` does.
+pub fn dumps(value: &Value) -> String {
+    let mut out = String::new();
+    write_value(&mut out, value);
+    out
+}
+
+/// Appends one value.
+fn write_value(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => out.push_str(&i.to_string()),
+            (_, Some(u), _) => out.push_str(&u.to_string()),
+            (_, _, Some(f)) => out.push_str(&float_repr(f)),
+            _ => out.push_str(&n.to_string()),
+        },
+        Value::String(s) => write_str(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (key, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_str(out, key);
+                out.push_str(": ");
+                write_value(out, item);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// Appends a quoted, escaped string.
+fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Python's `repr(float)`: shortest round-trip digits; scientific when the decimal exponent is
+/// below -4 or at least 16; `NaN`/`Infinity` as `json.dumps` writes them.
+fn float_repr(x: f64) -> String {
+    if x.is_nan() {
+        return "NaN".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    // `{:e}` gives the shortest round-trip digits as `d.ddde<exp>`.
+    let sci = format!("{x:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if (-4..16).contains(&exp) {
+        let point = exp + 1; // digits before the decimal point
+        if point <= 0 {
+            format!("{sign}0.{}{digits}", "0".repeat((-point) as usize))
+        } else if (point as usize) >= digits.len() {
+            format!(
+                "{sign}{digits}{}.0",
+                "0".repeat(point as usize - digits.len())
+            )
+        } else {
+            let (int, frac) = digits.split_at(point as usize);
+            format!("{sign}{int}.{frac}")
+        }
+    } else {
+        let (first, rest) = digits.split_at(1);
+        let frac = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let exp_sign = if exp < 0 { '-' } else { '+' };
+        format!("{sign}{first}{frac}e{exp_sign}{:02}", exp.abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Expected strings are what CPython 3.12 `json.dumps(..., ensure_ascii=False)` prints.
+    #[test]
+    fn matches_python_json_dumps() {
+        let value: Value = serde_json::from_str(
+            r#"[{"name": "f", "arguments": {"a": 1, "b": [1.5, 1e16, 0.0001, 1e-05, 100.0]}}, "é\n\u0001", null, true]"#,
+        )
+        .unwrap_or(Value::Null);
+        assert_eq!(
+            dumps(&value),
+            "[{\"name\": \"f\", \"arguments\": {\"a\": 1, \"b\": [1.5, 1e+16, 0.0001, 1e-05, 100.0]}}, \"é\\n\\u0001\", null, true]"
+        );
+        assert_eq!(float_repr(-2.5e-7), "-2.5e-07");
+        assert_eq!(float_repr(123456789012345680.0), "1.2345678901234568e+17");
+        assert_eq!(float_repr(0.1), "0.1");
+    }
+}
