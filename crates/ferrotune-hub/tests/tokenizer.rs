@@ -90,7 +90,7 @@ fn gguf_tokenizer_json_equals_gguf_to_hf_output() {
     let file = GgufFile::open(&common::demo_gguf()).unwrap();
     let ours = TokenizerBundle::from_gguf(&file).unwrap();
     let ours: Value = serde_json::from_str(&ours.tokenizer.to_string(false).unwrap()).unwrap();
-    let path = common::demo_f32_dir().join("tokenizer.json");
+    let path = common::demo_hf_tokenizer_dir().join("tokenizer.json");
     let theirs: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     for key in [
         "normalizer",
@@ -110,7 +110,7 @@ fn gguf_tokenizer_json_equals_gguf_to_hf_output() {
 
 #[test]
 fn hf_dir_tokenizer_matches_gguf_tokenizer() {
-    let dir = common::demo_f32_dir();
+    let dir = common::demo_hf_tokenizer_dir();
     let tok = TokenizerBundle::from_hf_dir(&dir).unwrap();
     check_cases(&tok, "from_hf_dir");
     assert_eq!(tok.bos_token.as_deref(), Some("<|im_start|>"));
@@ -130,7 +130,7 @@ fn hf_dir_tokenizer_matches_gguf_tokenizer() {
 fn hf_dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(
-        common::demo_f32_dir().join("tokenizer.json"),
+        common::demo_hf_tokenizer_dir().join("tokenizer.json"),
         dir.path().join("tokenizer.json"),
     )
     .unwrap();

@@ -35,17 +35,10 @@ pub fn demo_gguf() -> PathBuf {
     path
 }
 
-/// The float32 HF conversion of the demo model (`models/smollm2-f32-hf`).
-pub fn demo_f32_dir() -> PathBuf {
-    let dir = workspace_root().join("models/smollm2-f32-hf");
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "{} is missing: run `python /work/shared/tools/gguf_to_hf.py \
-         models/SmolLM2-135M-Instruct.Q4_1.gguf models/smollm2-f32-hf` (or \
-         tools/make_smollm2_golden.py, which does it)",
-        dir.display()
-    );
-    dir
+/// The tokenizer files of the demo model's HF conversion, as Python's tokenizers wrote them
+/// (`fixtures/smollm2/hf_tokenizer`, from tools/make_smollm2_hub_fixtures.py).
+pub fn demo_hf_tokenizer_dir() -> PathBuf {
+    workspace_root().join("fixtures/smollm2/hf_tokenizer")
 }
 
 /// Little-endian byte-writing helpers for hand-made GGUF files.
