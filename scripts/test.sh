@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch_model.sh
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"
