@@ -55,6 +55,11 @@ pub struct Config {
     pub generating: GeneratingArguments,
     /// The config file it was loaded from; `None` when built from overrides or in code.
     pub source: Option<PathBuf>,
+    /// The sequence budget the data pipeline uses, in tokens: `cutoff_len - 1` when the
+    /// config sets `packing: true` or `neat_packing: true`, else `cutoff_len`. LLaMA-Factory
+    /// 0.9.5 reduces it in `DataArguments.__post_init__`, before the pt stage turns packing on
+    /// by default, so packing by default does not reduce it.
+    pub effective_cutoff_len: usize,
 }
 
 impl Config {
@@ -130,7 +135,10 @@ impl Config {
             training: TrainingArguments::from_raw(&mut raw)?,
             generating: GeneratingArguments::from_raw(&mut raw)?,
             source: raw.source.clone(),
+            effective_cutoff_len: 0,
         };
+        let packing_written = packing == Some(true) || cfg.data.neat_packing;
+        cfg.effective_cutoff_len = cfg.data.cutoff_len.saturating_sub(usize::from(packing_written));
 
         let ft = &mut cfg.finetuning;
         ft.lora_alpha = lora_alpha

@@ -794,3 +794,18 @@ fn validation_rules_behind_unbuilt_keys() {
     cfg.validate()
         .expect("save_steps 500 is a multiple of eval_steps 250");
 }
+
+#[test]
+fn effective_cutoff_len_follows_llamafactory_packing_rule() {
+    let base = "model_name_or_path: m\ncutoff_len: 128\n";
+    // Written packing (or neat_packing) takes one token off, as DataArguments.__post_init__ does.
+    let cfg = parse(&format!("{base}stage: pt\npacking: true\n"), &[]).unwrap();
+    assert_eq!((cfg.data.packing, cfg.effective_cutoff_len), (true, 127));
+    let cfg = parse(&format!("{base}stage: sft\nneat_packing: true\n"), &[]).unwrap();
+    assert_eq!((cfg.data.packing, cfg.effective_cutoff_len), (true, 127));
+    // pt turns packing on by default afterwards, without the reduction.
+    let cfg = parse(&format!("{base}stage: pt\n"), &[]).unwrap();
+    assert_eq!((cfg.data.packing, cfg.effective_cutoff_len), (true, 128));
+    let cfg = parse(&format!("{base}stage: sft\n"), &[]).unwrap();
+    assert_eq!((cfg.data.packing, cfg.effective_cutoff_len), (false, 128));
+}
