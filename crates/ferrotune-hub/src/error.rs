@@ -106,6 +106,38 @@ pub enum HubError {
         hint: &'static str,
     },
 
+    /// A hub dataset is not in the local cache and cannot be downloaded.
+    #[error(
+        "dataset `{repo}` (revision `{revision}`) is not in the hugging face cache at {cache_dir} \
+         and {reason}; hint: download it elsewhere (`huggingface-cli download --repo-type dataset \
+         {repo}`) into that cache, or download its data files and set `file_name` in \
+         dataset_info.json"
+    )]
+    DatasetOffline {
+        /// The dataset repository id, e.g. `llamafactory/alpaca_en`.
+        repo: String,
+        /// The revision that was looked for.
+        revision: String,
+        /// The hub cache folder that was searched.
+        cache_dir: PathBuf,
+        /// Why no download was attempted or why it failed.
+        reason: String,
+    },
+
+    /// A hub dataset has no data files for the requested subset, folder and split.
+    #[error(
+        "dataset `{repo}`: no data files for {wanted}; {found}; hint: set `split`, `subset` or \
+         `folder` in the dataset's entry of dataset_info.json"
+    )]
+    NoDataFiles {
+        /// The dataset repository id.
+        repo: String,
+        /// What was asked for, e.g. `split \`test\` in subset \`en\``.
+        wanted: String,
+        /// What the repository does hold (its splits, or its readable files).
+        found: String,
+    },
+
     /// An HTTP download failed.
     #[error("download of {url} failed: {msg}")]
     Download {

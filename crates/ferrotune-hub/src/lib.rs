@@ -3,7 +3,7 @@
 //!
 //! | module | what it does |
 //! |---|---|
-//! | [`resolve`] | turns `model_name_or_path` into a local folder or `.gguf` file: a local path, the Hugging Face hub cache, or a download into that cache |
+//! | [`resolve`] | turns `model_name_or_path` into a local folder or `.gguf` file: a local path, the Hugging Face hub cache, or a download into that cache; finds or downloads the data files of a hub dataset's split ([`resolve::dataset`]) |
 //! | [`gguf`] | validates and memory-maps a GGUF file; typed metadata access; dequantizes tensors to `f32` |
 //! | [`generation_config`] | the decoding defaults of `generation_config.json` (eos ids, sampling) |
 //! | [`tokenizer`] | a [`tokenizers::Tokenizer`] plus its special tokens and chat template, from `tokenizer.json` + `tokenizer_config.json` or from GGUF metadata |

@@ -136,11 +136,23 @@ fn demo_q4_1_and_q8_0_match_the_f32_conversion() {
     // rows are permuted in the conversion, so only unpermuted tensors are compared.
     let st = common::workspace_root().join("fixtures/smollm2/dequant_slices.safetensors");
     for (gguf_name, hf_name) in [
-        ("blk.0.ffn_down.weight", "model.layers.0.mlp.down_proj.weight"),
-        ("blk.17.ffn_gate.weight", "model.layers.17.mlp.gate_proj.weight"),
-        ("blk.29.attn_v.weight", "model.layers.29.self_attn.v_proj.weight"),
+        (
+            "blk.0.ffn_down.weight",
+            "model.layers.0.mlp.down_proj.weight",
+        ),
+        (
+            "blk.17.ffn_gate.weight",
+            "model.layers.17.mlp.gate_proj.weight",
+        ),
+        (
+            "blk.29.attn_v.weight",
+            "model.layers.29.self_attn.v_proj.weight",
+        ),
         ("token_embd.weight", "model.embed_tokens.weight"),
-        ("blk.3.attn_norm.weight", "model.layers.3.input_layernorm.weight"),
+        (
+            "blk.3.attn_norm.weight",
+            "model.layers.3.input_layernorm.weight",
+        ),
     ] {
         let (dims, got) = dequant_values(&file, gguf_name);
         let (want_dims, want) = common::read_safetensors_f32(&st, hf_name);

@@ -21,16 +21,19 @@ const OPTIONAL_FILES: &[&str] = &[
 ];
 
 /// A hub client for one repository at one revision.
-struct Fetcher<'a> {
+pub(super) struct Fetcher<'a> {
     agent: ureq::Agent,
+    /// `""` for models, `"datasets/"` for datasets: the URL segment before the repository id.
+    kind: &'static str,
     repo: &'a str,
     revision: &'a str,
-    endpoint: &'a str,
+    /// The hub base URL, without a trailing `/`.
+    pub(super) endpoint: &'a str,
     token: Option<&'a str>,
 }
 
 /// What a GET returned.
-enum Fetched {
+pub(super) enum Fetched {
     /// 200: the body, written to the destination; the `X-Repo-Commit` header if sent.
     Saved { commit: Option<String> },
     /// 404.
@@ -43,18 +46,7 @@ pub(super) fn download_repo(
     opts: &super::HubOptions,
     cache_dir: &Path,
 ) -> Result<PathBuf> {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(std::time::Duration::from_secs(20)))
-        .build()
-        .into();
-    let fetcher = Fetcher {
-        agent,
-        repo,
-        revision: &opts.revision,
-        endpoint: opts.endpoint.trim_end_matches('/'),
-        token: opts.token.as_deref(),
-    };
+    let fetcher = Fetcher::new("", repo, &opts.revision, opts);
     let folder = repo_folder(cache_dir, repo);
     // config.json comes first: it tells us the commit, and whether the hub is reachable at all.
     let staging = folder.join("snapshots").join(".downloading");
@@ -138,24 +130,89 @@ fn missing(fetcher: &Fetcher<'_>, file: &str, msg: &str) -> HubError {
 }
 
 /// Why a GET failed.
-enum FetchError {
+pub(super) enum FetchError {
     /// A transport-level failure (DNS, connect, TLS): the hub cannot be reached.
     Unreachable(String),
     /// The hub answered with an error status, or the body could not be stored.
     Http(String),
 }
 
-impl Fetcher<'_> {
-    fn url(&self, file: &str) -> String {
+impl<'a> Fetcher<'a> {
+    /// A client for `repo` at `revision`; `kind` is `""` for models, `"datasets/"` for datasets.
+    pub(super) fn new(
+        kind: &'static str,
+        repo: &'a str,
+        revision: &'a str,
+        opts: &'a super::HubOptions,
+    ) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(std::time::Duration::from_secs(20)))
+            // A server that accepts and then stalls must not hang the run: bound the request
+            // and the wait for the response head. The body has no total bound (shards can
+            // take long on a slow link).
+            .timeout_send_request(Some(std::time::Duration::from_secs(60)))
+            .timeout_recv_response(Some(std::time::Duration::from_secs(60)))
+            .build()
+            .into();
+        Fetcher {
+            agent,
+            kind,
+            repo,
+            revision,
+            endpoint: opts.endpoint.trim_end_matches('/'),
+            token: opts.token.as_deref(),
+        }
+    }
+
+    /// `<endpoint>/[datasets/]<repo>/resolve/<revision>/<file>`, revision and file
+    /// percent-encoded as `huggingface_hub` does.
+    pub(super) fn url(&self, file: &str) -> String {
         format!(
-            "{}/{}/resolve/{}/{file}",
-            self.endpoint, self.repo, self.revision
+            "{}/{}{}/resolve/{}/{}",
+            self.endpoint,
+            self.kind,
+            self.repo,
+            percent_encode(self.revision, false),
+            percent_encode(file, true)
         )
+    }
+
+    /// GETs `<endpoint>/api/<path>` and parses the body as JSON; `Ok(None)` on 404.
+    pub(super) fn api_json(
+        &self,
+        path: &str,
+    ) -> std::result::Result<Option<serde_json::Value>, FetchError> {
+        let url = format!("{}/api/{path}", self.endpoint);
+        let mut request = self.agent.get(&url);
+        if let Some(token) = self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let response = request
+            .call()
+            .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+        let status = response.status().as_u16();
+        if status == 404 {
+            return Ok(None);
+        }
+        if status != 200 {
+            return Err(FetchError::Http(format!(
+                "{url}: http status {status}{}",
+                auth_hint(status)
+            )));
+        }
+        let body = response
+            .into_body()
+            .read_to_string()
+            .map_err(|e| FetchError::Http(format!("{url}: reading the body: {e}")))?;
+        serde_json::from_str(&body)
+            .map(Some)
+            .map_err(|e| FetchError::Http(format!("{url}: invalid json: {e}")))
     }
 
     /// Like [`Fetcher::get`] into `snapshot/<file>` (skipped if already there); `Ok(false)` on
     /// 404, any other failure is a [`HubError::Download`].
-    fn get_checked(&self, file: &str, snapshot: &Path) -> Result<bool> {
+    pub(super) fn get_checked(&self, file: &str, snapshot: &Path) -> Result<bool> {
         let dest = snapshot.join(file);
         if dest.is_file() {
             return Ok(true);
@@ -186,11 +243,10 @@ impl Fetcher<'_> {
             return Ok(Fetched::Missing);
         }
         if status != 200 {
-            let hint = match status {
-                401 | 403 => "; the repository may be gated or private: set HF_TOKEN",
-                _ => "",
-            };
-            return Err(FetchError::Http(format!("http status {status}{hint}")));
+            return Err(FetchError::Http(format!(
+                "http status {status}{}",
+                auth_hint(status)
+            )));
         }
         let commit = response
             .headers()
@@ -212,6 +268,27 @@ impl Fetcher<'_> {
             .map_err(|e| FetchError::Http(format!("cannot rename {}: {e}", tmp.display())))?;
         Ok(Fetched::Saved { commit })
     }
+}
+
+/// The hint for an authorization failure status, or nothing.
+fn auth_hint(status: u16) -> &'static str {
+    match status {
+        401 | 403 => "; the repository may be gated or private: set HF_TOKEN",
+        _ => "",
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986), and `/` when `keep_slash`.
+pub(super) fn percent_encode(text: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || (keep_slash && b == b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The distinct shard file names in a `model.safetensors.index.json` `weight_map`.
@@ -240,7 +317,7 @@ fn shard_names(index: &Path) -> Result<Vec<String>> {
     Ok(shards)
 }
 
-fn create_dir(dir: &Path) -> Result<()> {
+pub(super) fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| HubError::io(dir, e))
 }
 

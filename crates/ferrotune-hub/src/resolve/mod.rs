@@ -9,7 +9,11 @@
 //!    `snapshots/<commit>/`, the layout of `huggingface_hub`);
 //! 4. if it is not cached and downloads are allowed, the config, tokenizer and safetensors
 //!    weights are downloaded into that same layout (see `download`).
+//!
+//! Hub datasets (`datasets--org--name` in the same cache) are found or downloaded by
+//! [`dataset::resolve_dataset`].
 
+pub mod dataset;
 mod download;
 
 use crate::error::{HubError, Result};
@@ -131,11 +135,30 @@ pub fn resolve_model(name_or_path: &str, opts: &HubOptions) -> Result<ModelSourc
             repo: name_or_path.to_string(),
             revision: opts.revision.clone(),
             cache_dir,
-            reason: "offline mode is on (HF_HUB_OFFLINE or offline: true)".to_string(),
+            reason: format!(
+                "offline mode is on (HF_HUB_OFFLINE or offline: true), and there is no local \
+                 file or folder `{name_or_path}` either"
+            ),
             hint: OFFLINE_HINT,
         });
     }
-    let snapshot = download::download_repo(name_or_path, opts, &cache_dir)?;
+    let snapshot =
+        download::download_repo(name_or_path, opts, &cache_dir).map_err(|e| match e {
+            HubError::Offline {
+                repo,
+                revision,
+                cache_dir,
+                reason,
+                hint,
+            } => HubError::Offline {
+                reason: format!("{reason}; there is no local file or folder `{repo}` either"),
+                repo,
+                revision,
+                cache_dir,
+                hint,
+            },
+            other => other,
+        })?;
     local_source(&snapshot)
 }
 
