@@ -78,22 +78,44 @@ fn parses_every_entry_of_the_shared_dataset_info() {
         (None, None)
     );
     assert!(info.get("dpo_en_demo").expect("entry").ranking);
+    // Hub datasets come from the Hugging Face cache (here a fake one holding three alpaca rows
+    // as a parquet shard, so no network is used); other hubs are not read yet.
     let hub = names.iter().find_map(|n| match info.get(n).ok()?.source {
         DatasetSource::HfHub(url) => Some((n.clone(), url)),
         _ => None,
     });
     let (hub_name, url) = hub.expect("a hub dataset");
-    let err = load_dataset(
-        &config(Stage::Sft),
-        std::slice::from_ref(&hub_name),
-        &data_dir(),
+    let cache = tempfile::tempdir().expect("tempdir");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let repo = cache
+        .path()
+        .join(format!("datasets--{}", url.replace('/', "--")));
+    let shard = repo.join("snapshots").join(commit).join("train.parquet");
+    std::fs::create_dir_all(shard.parent().expect("parent")).expect("mkdir");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/parquet/alpaca.snappy.parquet");
+    std::fs::copy(fixture, &shard).expect("copy");
+    std::fs::create_dir_all(repo.join("refs")).expect("mkdir");
+    std::fs::write(repo.join("refs/main"), commit).expect("ref");
+    let mut cfg = config(Stage::Sft);
+    cfg.model.cache_dir = Some(cache.path().to_string_lossy().into_owned());
+    let records = load_dataset(&cfg, std::slice::from_ref(&hub_name), &data_dir())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let alpaca = raw("alpaca_en_demo.json");
+    assert_eq!(records.len(), 3);
+    assert_eq!(
+        records[0].response[0].content,
+        alpaca[0]["output"].as_str().unwrap_or_default()
     );
+
+    let err = load_dataset(&cfg, &["deepctrl".to_string()], &data_dir());
     let text = err
         .map(|_| ())
-        .expect_err("hub datasets are not read yet")
+        .expect_err("modelscope datasets are not read yet")
         .to_string();
     assert!(
-        text.contains(&format!("(hf_hub_url: {url})")) && text.contains("add `file_name`"),
+        text.contains("(ms_hub_url: deepctrl/deepctrl-sft-data)")
+            && text.contains("add `file_name`"),
         "{text}"
     );
 }

@@ -52,10 +52,12 @@ pub enum DatasetError {
         suggestion: Option<String>,
     },
 
-    /// The dataset lives on a hub or behind a loading script; only local files are read yet.
+    /// The dataset lives on a hub other than Hugging Face's, or behind a loading script; only
+    /// local files and Hugging Face hub datasets are read yet.
     #[error(
-        "dataset `{name}` is on {hub} ({key}: {url}); ferrotune reads local files only yet: \
-         download it and add `file_name` to its entry in dataset_info.json"
+        "dataset `{name}` is on {hub} ({key}: {url}); ferrotune reads local files and hugging \
+         face hub datasets only yet: download it and add `file_name` to its entry in \
+         dataset_info.json"
     )]
     RemoteDataset {
         /// The dataset name.
@@ -66,6 +68,17 @@ pub enum DatasetError {
         key: &'static str,
         /// The value of that key.
         url: String,
+    },
+
+    /// A Hugging Face hub dataset (`hf_hub_url`) is not cached and cannot be downloaded, or has
+    /// no data files for its `split`/`subset`/`folder`.
+    #[error("dataset `{name}`: {source}")]
+    Hub {
+        /// The dataset name.
+        name: String,
+        /// What the hub resolver said (it names the repository, cache folder and fix); boxed to
+        /// keep `DatasetError` small.
+        source: Box<ferrotune_hub::HubError>,
     },
 
     /// `file_name` names neither a file nor a folder.

@@ -7,15 +7,20 @@
 //! - `.jsonl`: one JSON object per line, blank lines ignored;
 //! - `.csv`: a header row then records; cells are typed per column as pandas infers them
 //!   (booleans, integers, floats, else strings; empty cells are null);
-//! - `.parquet`: not read yet (an error says so);
+//! - `.parquet`: read with the `parquet` crate's record API (snappy, zstd, gzip or uncompressed
+//!   pages), row groups in order, columns in schema order; values as pyarrow's
+//!   `Table.to_pylist()` (what `datasets` returns) would put them in JSON (see `field_value`);
 //! - `.txt`: one row `{"text": line}` per line, line breaks (`\n`, `\r\n`, `\r`) removed, as the
 //!   `text` builder does with `sample_by="line"`.
 //!
 //! Rows keep their columns in file order; columns missing from some rows are filled with null,
-//! as an Arrow table would hold them.
+//! as an Arrow table would hold them. Arrow files (`.arrow`, as `save_to_disk` writes them) are
+//! not read yet: an error says so and how to convert them.
 
 use std::path::{Path, PathBuf};
 
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::record::Field;
 use serde_json::{Map, Value};
 
 use super::dataset_info::type_name;
@@ -78,12 +83,21 @@ pub fn read_rows(path: &Path) -> Result<RowTable, DatasetError> {
     } else {
         vec![path.to_path_buf()]
     };
+    read_files(path, &files)
+}
+
+/// Reads `files` (all of one type, e.g. the shards of a hub dataset's split), in the order
+/// given, into one [`RowTable`] whose `path` is `source` (the folder they belong to).
+///
+/// Errors: as [`read_rows`].
+pub fn read_files(source: &Path, files: &[PathBuf]) -> Result<RowTable, DatasetError> {
+    let path = source;
     let first_type = match files.first() {
         Some(first) => file_type(first)?,
         None => return Err(DatasetError::Empty { path: path.into() }),
     };
     let mut rows = Vec::new();
-    for file in &files {
+    for file in files {
         let kind = file_type(file)?;
         if !same_builder(kind, first_type) {
             return Err(DatasetError::FileType {
@@ -135,12 +149,13 @@ fn list_folder(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
 /// Reads one file of a known type.
 fn read_file(path: &Path, kind: FileType) -> Result<Vec<Row>, DatasetError> {
     match kind {
-        FileType::Parquet | FileType::Arrow => Err(DatasetError::FileType {
+        FileType::Arrow => Err(DatasetError::FileType {
             path: path.to_path_buf(),
-            message: "parquet and arrow files are not read yet; hint: convert the file to \
-                      jsonl (e.g. `pandas.read_parquet(f).to_json(out, orient=\"records\", lines=True)`)"
+            message: "arrow files are not read yet; hint: convert the file to parquet \
+                      (e.g. `datasets.Dataset.from_file(f).to_parquet(out)`)"
                 .into(),
         }),
+        FileType::Parquet => read_parquet(path),
         FileType::Csv => read_csv(path),
         _ => {
             let text = std::fs::read_to_string(path).map_err(|e| DatasetError::Io {
@@ -149,7 +164,9 @@ fn read_file(path: &Path, kind: FileType) -> Result<Vec<Row>, DatasetError> {
             })?;
             match kind {
                 FileType::Text => Ok(text_rows(&text)),
-                FileType::Json if text.trim_start().starts_with('[') => json_array_rows(path, &text),
+                FileType::Json if text.trim_start().starts_with('[') => {
+                    json_array_rows(path, &text)
+                }
                 _ => json_lines_rows(path, &text),
             }
         }
@@ -236,6 +253,139 @@ fn text_rows(text: &str) -> Vec<Row> {
             row
         })
         .collect()
+}
+
+/// Reads every row of a parquet file, row groups in order; columns keep the schema's order.
+///
+/// Errors: [`DatasetError::Io`] when the file cannot be opened, [`DatasetError::Parse`] (no
+/// line) when it is not a valid parquet file or a page cannot be decoded, naming the row.
+fn read_parquet(path: &Path) -> Result<Vec<Row>, DatasetError> {
+    let file = std::fs::File::open(path).map_err(|e| DatasetError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let invalid = |what: String, e: parquet::errors::ParquetError| DatasetError::Parse {
+        path: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        message: format!(
+            "invalid parquet file ({what}): {}",
+            e.to_string().trim_start_matches("Parquet error: ")
+        ),
+    };
+    let reader =
+        SerializedFileReader::new(file).map_err(|e| invalid("reading the footer".into(), e))?;
+    let rows = reader
+        .get_row_iter(None)
+        .map_err(|e| invalid("reading the schema".into(), e))?;
+    rows.enumerate()
+        .map(|(i, row)| {
+            let row = row.map_err(|e| invalid(format!("row {i}"), e))?;
+            Ok(row
+                .get_column_iter()
+                .map(|(name, field)| (name.clone(), field_value(field)))
+                .collect())
+        })
+        .collect()
+}
+
+/// A parquet value as JSON, the way `json.dumps(table.to_pylist())` writes pyarrow's Python
+/// values: integers and floats as numbers (NaN and infinities as null), strings, booleans and
+/// null as such, lists as arrays, structs as objects in field order, maps as arrays of
+/// `[key, value]` pairs. Values JSON has no type for: binary as an array of byte values,
+/// decimals as their exact decimal string (`"12.30"`), dates as `"YYYY-MM-DD"`, times of day as
+/// `"HH:MM:SS.ffffff"`, timestamps in RFC 3339 UTC (`"2024-01-02T03:04:05.5Z"`; a timestamp
+/// outside years -9999..9999 stays its integer count).
+fn field_value(field: &Field) -> Value {
+    match field {
+        Field::Null => Value::Null,
+        Field::Bool(b) => Value::Bool(*b),
+        Field::Byte(v) => Value::from(*v),
+        Field::Short(v) => Value::from(*v),
+        Field::Int(v) => Value::from(*v),
+        Field::Long(v) => Value::from(*v),
+        Field::UByte(v) => Value::from(*v),
+        Field::UShort(v) => Value::from(*v),
+        Field::UInt(v) => Value::from(*v),
+        Field::ULong(v) => Value::from(*v),
+        Field::Float16(v) => Value::from(v.to_f64()),
+        Field::Float(v) => Value::from(f64::from(*v)),
+        Field::Double(v) => Value::from(*v),
+        Field::Decimal(d) => Value::String(decimal_string(d.data(), d.scale())),
+        Field::Str(s) => Value::String(s.clone()),
+        Field::Bytes(b) => Value::Array(b.data().iter().map(|&x| Value::from(x)).collect()),
+        Field::Date(days) => jiff::Timestamp::from_second(i64::from(*days) * 86_400)
+            .map_or(Value::from(*days), |t| {
+                Value::String(t.to_zoned(jiff::tz::TimeZone::UTC).date().to_string())
+            }),
+        Field::TimeMillis(ms) => Value::String(time_of_day(i64::from(*ms) * 1000)),
+        Field::TimeMicros(us) => Value::String(time_of_day(*us)),
+        Field::TimestampMillis(ms) => jiff::Timestamp::from_millisecond(*ms)
+            .map_or(Value::from(*ms), |t| Value::String(t.to_string())),
+        Field::TimestampMicros(us) => jiff::Timestamp::from_microsecond(*us)
+            .map_or(Value::from(*us), |t| Value::String(t.to_string())),
+        Field::Group(row) => Value::Object(
+            row.get_column_iter()
+                .map(|(name, value)| (name.clone(), field_value(value)))
+                .collect(),
+        ),
+        Field::ListInternal(list) => {
+            Value::Array(list.elements().iter().map(field_value).collect())
+        }
+        Field::MapInternal(map) => Value::Array(
+            map.entries()
+                .iter()
+                .map(|(k, v)| Value::Array(vec![field_value(k), field_value(v)]))
+                .collect(),
+        ),
+    }
+}
+
+/// The decimal with big-endian two's-complement unscaled value `bytes` and `scale` digits
+/// after the point, e.g. (`[0x04, 0xCE]`, 2) → `"12.30"`. Values wider than 128 bits (rare:
+/// pyarrow's `decimal256`) are rounded through `f64`.
+fn decimal_string(bytes: &[u8], scale: i32) -> String {
+    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
+    if bytes.len() > 16 {
+        let mut value = 0f64;
+        for &b in bytes {
+            value = value * 256.0 + f64::from(if negative { !b } else { b });
+        }
+        if negative {
+            value = -(value + 1.0);
+        }
+        return (value / 10f64.powi(scale)).to_string();
+    }
+    let mut unscaled: i128 = if negative { -1 } else { 0 };
+    for &b in bytes {
+        unscaled = (unscaled << 8) | i128::from(b);
+    }
+    let digits = unscaled.unsigned_abs().to_string();
+    let sign = if unscaled < 0 { "-" } else { "" };
+    match usize::try_from(scale) {
+        Ok(0) => format!("{sign}{digits}"),
+        Err(_) => format!(
+            "{sign}{digits}{}",
+            "0".repeat(scale.unsigned_abs() as usize)
+        ),
+        Ok(scale) => {
+            let padded = format!("{digits:0>width$}", width = scale + 1);
+            let (int, frac) = padded.split_at(padded.len() - scale);
+            format!("{sign}{int}.{frac}")
+        }
+    }
+}
+
+/// `HH:MM:SS.ffffff` for microseconds since midnight (wrapped into one day).
+fn time_of_day(micros: i64) -> String {
+    let micros = micros.rem_euclid(86_400_000_000);
+    let (secs, frac) = (micros / 1_000_000, micros % 1_000_000);
+    format!(
+        "{:02}:{:02}:{:02}.{frac:06}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// Reads a CSV file with a header row; cells are typed per column (see the module doc).

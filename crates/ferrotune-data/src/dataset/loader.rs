@@ -2,7 +2,8 @@
 //! sampling, mixing and splitting (`data/loader.py`, `data/data_utils.py`).
 //!
 //! Per dataset, in this order: look the name up in `dataset_info.json`, check its `ranking`
-//! against the stage, read its file(s), apply `num_samples` (sampling, with replacement past the
+//! against the stage, read its file(s) (`file_name` under `dataset_dir`, or the split's files of
+//! an `hf_hub_url` dataset from the Hugging Face cache, downloaded there when missing), apply `num_samples` (sampling, with replacement past the
 //! dataset's size), cut to `max_samples`, convert every row. Then mix the datasets by
 //! `mix_strategy` and, for the training datasets, split off `val_size` for evaluation.
 //!
@@ -12,15 +13,17 @@
 //! `dataset_info.json` entry maps the text column to the prompt (`"columns": {"prompt":
 //! "text"}`), giving one user turn of raw text and no response.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ferrotune_config::args::{MixStrategy, Stage};
 use ferrotune_config::Config;
+use ferrotune_hub::resolve::dataset::{resolve_dataset, DatasetRequest};
+use ferrotune_hub::resolve::HubOptions;
 use tracing::{info, warn};
 
 use super::converter::{convert_row, ConversationRecord, Converted, RowSource};
 use super::dataset_info::{DatasetAttr, DatasetInfo, DatasetSource};
-use super::files::read_rows;
+use super::files::{read_files, read_rows, RowTable};
 use super::mix::{interleave, sample_indices, train_eval_indices, Stop};
 use super::DatasetError;
 
@@ -145,6 +148,37 @@ fn check_stage(attr: &DatasetAttr, stage: Stage) -> Result<(), DatasetError> {
     })
 }
 
+/// Reads the `split` (of `subset`, under `folder`) of the hub dataset `repo`, from the Hugging
+/// Face cache or downloaded into it (`cache_dir` and `hf_hub_token` from the model arguments,
+/// else the `HF_*` environment variables; `HF_HUB_OFFLINE=1` forbids downloads), as
+/// LLaMA-Factory's `load_dataset(path=hf_hub_url, name=subset, data_dir=folder, split=split)`
+/// does.
+fn read_hub_dataset(
+    cfg: &Config,
+    attr: &DatasetAttr,
+    repo: &str,
+) -> Result<RowTable, DatasetError> {
+    let mut opts = HubOptions::from_env();
+    if let Some(dir) = &cfg.model.cache_dir {
+        opts.cache_dir = Some(PathBuf::from(dir));
+    }
+    if let Some(token) = &cfg.model.hf_hub_token {
+        opts.token = Some(token.clone());
+    }
+    let request = DatasetRequest {
+        repo,
+        subset: attr.subset.as_deref(),
+        folder: attr.folder.as_deref(),
+        split: &attr.split,
+    };
+    let found = resolve_dataset(&request, &opts).map_err(|source| DatasetError::Hub {
+        name: attr.name.clone(),
+        source: Box::new(source),
+    })?;
+    info!(dataset = %attr.name, repo, commit = %found.commit, files = found.files.len(), "loading hub dataset");
+    read_files(&found.snapshot, &found.files)
+}
+
 /// Reads, samples, truncates and converts one dataset.
 fn load_single(
     cfg: &Config,
@@ -157,23 +191,25 @@ fn load_single(
         key,
         url: url.clone(),
     };
-    let file_name = match &attr.source {
-        DatasetSource::File(f) => f,
-        DatasetSource::HfHub(u) => return Err(remote("the Hugging Face hub", "hf_hub_url", u)),
+    let table = match &attr.source {
+        DatasetSource::File(file_name) => {
+            let path = dataset_dir.join(file_name);
+            if !path.exists() {
+                return Err(DatasetError::FileNotFound {
+                    name: attr.name.clone(),
+                    path,
+                });
+            }
+            info!(dataset = %attr.name, path = %path.display(), "loading dataset");
+            read_rows(&path)?
+        }
+        DatasetSource::HfHub(repo) => read_hub_dataset(cfg, attr, repo)?,
         DatasetSource::MsHub(u) => return Err(remote("ModelScope", "ms_hub_url", u)),
         DatasetSource::OmHub(u) => return Err(remote("Modelers", "om_hub_url", u)),
         DatasetSource::Script(u) => return Err(remote("a loading script", "script_url", u)),
         DatasetSource::CloudFile(u) => return Err(remote("cloud storage", "cloud_file_name", u)),
     };
-    let path = dataset_dir.join(file_name);
-    if !path.exists() {
-        return Err(DatasetError::FileNotFound {
-            name: attr.name.clone(),
-            path,
-        });
-    }
-    info!(dataset = %attr.name, path = %path.display(), "loading dataset");
-    let table = read_rows(&path)?;
+    let path = table.path.clone();
 
     let mut indices: Vec<usize> = (0..table.rows.len()).collect();
     if let Some(target) = attr.num_samples {

@@ -4,7 +4,7 @@
 //! | module | what it does |
 //! |---|---|
 //! | [`dataset_info`] | parse `dataset_info.json` into [`DatasetAttr`]s |
-//! | [`files`] | read json, jsonl, csv and txt files (or folders of them) into rows |
+//! | [`files`] | read json, jsonl, csv, parquet and txt files (or folders of them) into rows |
 //! | [`converter`] | alpaca, sharegpt and OpenAI rows → [`ConversationRecord`] |
 //! | [`loader`] | [`load_dataset`] / [`load_splits`]: the whole pipeline for a [`ferrotune_config::Config`] |
 //!
@@ -28,5 +28,5 @@ mod sharegpt;
 pub use converter::{convert_row, ConversationRecord, Converted, RowSource, SkipReason};
 pub use dataset_info::{Columns, DatasetAttr, DatasetInfo, DatasetSource, Formatting, Tags};
 pub use error::DatasetError;
-pub use files::{read_rows, Row, RowTable};
+pub use files::{read_files, read_rows, Row, RowTable};
 pub use loader::{load_dataset, load_splits, DatasetSplits};
