@@ -1,32 +1,15 @@
-//! Template registry, parsed templates, tool formats and pretraining encoding, against values
-//! printed by LLaMA-Factory 0.9.5 (`parse_template`, `DefaultToolUtils`, `QwenToolUtils`) and
-//! its `pt_c4_smollm2` fixture.
+//! Template registry, parsed templates and tool formats, against values printed by
+//! LLaMA-Factory 0.9.5 (`parse_template`, `DefaultToolUtils`, `QwenToolUtils`).
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use common::demo_tokenizer;
 use ferrotune_data::message::{Message, Role};
-use ferrotune_data::processor::{encode_pretrain, print_example, IGNORE_INDEX};
+use ferrotune_data::processor::{print_example, IGNORE_INDEX};
 use ferrotune_data::template::{
     Element, Template, TemplateKind, ToolCall, ToolFormat, TEMPLATE_NAMES,
 };
 use ferrotune_data::DataError;
-use ferrotune_hub::gguf::GgufFile;
-use ferrotune_hub::tokenizer::TokenizerBundle;
-use serde_json::Value as Json;
-
-/// The repository root.
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The demo model's tokenizer; fails (never skips) when the GGUF has not been fetched.
-fn demo_tokenizer() -> TokenizerBundle {
-    let path = std::env::var_os("FERROTUNE_DEMO_GGUF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    let gguf = GgufFile::open(&path).unwrap_or_else(|e| panic!("{e} (run scripts/fetch_model.sh)"));
-    TokenizerBundle::from_gguf(&gguf).expect("demo tokenizer")
-}
 
 /// A one-element text slot.
 fn text(s: &str) -> Vec<Element> {
@@ -173,31 +156,6 @@ fn tool_calls_are_extracted_as_llamafactory_extracts_them() {
             "{format:?}: {written}"
         );
     }
-}
-
-#[test]
-fn pretraining_text_matches_llamafactory_pt_fixture() {
-    let tok = demo_tokenizer();
-    let dir = root().join("fixtures/data");
-    let golden = std::fs::read_to_string(dir.join("pt_c4_smollm2.jsonl")).expect("pt fixture");
-    let texts = std::fs::read_to_string(root().join("../shared/data/llamafactory/c4_demo.jsonl"))
-        .expect("c4");
-    let mut compared = 0;
-    for (line, row) in golden.lines().zip(texts.lines()) {
-        let want: Json = serde_json::from_str(line).expect("jsonl");
-        let row: Json = serde_json::from_str(row).expect("c4 row");
-        let ours = encode_pretrain(
-            Some("smollm2"),
-            &tok,
-            row["text"].as_str().expect("text"),
-            128,
-        )
-        .expect("pt");
-        let ids: Vec<u32> = serde_json::from_value(want["input_ids"].clone()).expect("ids");
-        assert_eq!(ours.input_ids, ids, "pt example {compared}");
-        compared += 1;
-    }
-    assert_eq!(compared, 50);
 }
 
 #[test]
