@@ -138,7 +138,10 @@ impl Config {
             effective_cutoff_len: 0,
         };
         let packing_written = packing == Some(true) || cfg.data.neat_packing;
-        cfg.effective_cutoff_len = cfg.data.cutoff_len.saturating_sub(usize::from(packing_written));
+        cfg.effective_cutoff_len = cfg
+            .data
+            .cutoff_len
+            .saturating_sub(usize::from(packing_written));
 
         let ft = &mut cfg.finetuning;
         ft.lora_alpha = lora_alpha

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`chat_template`] | compile and render HF chat templates ([`ChatTemplate`], [`RenderContext`]) |
 //! | [`error`] | [`DataError`], the error of every fallible function here |
+//! | [`pipeline`] | config → template, fixed tokenizer and encoded examples (`ferrotune preprocess`) |
 //!
 //! ```
 //! use ferrotune_data::{ChatTemplate, RenderContext};
@@ -29,6 +30,7 @@ pub mod chat_template;
 pub mod dataset;
 pub mod error;
 pub mod message;
+pub mod pipeline;
 pub mod processor;
 pub mod template;
 

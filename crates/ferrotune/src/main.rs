@@ -6,6 +6,7 @@ mod commands;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use commands::preprocess::PreprocessArgs;
 use commands::ConfigArgs;
 
 /// Fine-tune and run LLMs with LLaMA-Factory configs, in Rust.
@@ -31,8 +32,8 @@ enum Command {
     Export(ConfigArgs),
     /// Evaluate a model on a benchmark (MMLU, CMMLU, C-Eval).
     Eval(ConfigArgs),
-    /// Tokenize datasets and save them to `tokenized_path`.
-    Preprocess(ConfigArgs),
+    /// Tokenize datasets (saved to `tokenized_path` when set; `--dump FILE.jsonl` writes them).
+    Preprocess(PreprocessArgs),
     /// Estimate the memory a training run needs.
     Estimate(ConfigArgs),
     /// Print the environment: versions, CPU, devices.
@@ -47,10 +48,24 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_chain(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined by ": ", skipping a cause whose text the message before
+/// it already contains (library errors often print their source themselves).
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 /// Dispatches a command; commands not built yet validate their config and exit with code 2.
@@ -63,7 +78,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Webui(args) => not_built("webui", "web UI", &args),
         Command::Export(args) => not_built("export", "adapter merge and export", &args),
         Command::Eval(args) => not_built("eval", "benchmark evaluation", &args),
-        Command::Preprocess(args) => not_built("preprocess", "data pipeline", &args),
+        Command::Preprocess(args) => commands::preprocess::run(&args),
         Command::Estimate(args) => not_built("estimate", "memory estimate", &args),
         Command::Env => commands::env::run(),
         Command::Version => commands::version::run(),

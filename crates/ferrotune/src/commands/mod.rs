@@ -3,6 +3,7 @@
 pub mod cpu;
 pub mod env;
 pub mod pending;
+pub mod preprocess;
 pub mod version;
 
 use std::path::PathBuf;
