@@ -622,3 +622,44 @@ fn mixing_sampling_and_val_size() {
         );
     }
 }
+
+#[test]
+fn streaming_shuffles_through_a_buffer_and_takes_val_size_from_the_head() {
+    let identity = load("identity", Stage::Sft);
+    let prompts = |r: &[ConversationRecord]| -> Vec<String> {
+        r.iter().map(|r| r.prompt[0].content.clone()).collect()
+    };
+    let mut cfg = config(Stage::Sft);
+    cfg.data.dataset = vec!["identity".into()];
+    cfg.data.streaming = true;
+    cfg.data.buffer_size = 16;
+    cfg.data.val_size = 10.0;
+    cfg.training.max_steps = 10;
+    let a = load_splits(&cfg, &data_dir()).expect("streaming");
+    let b = load_splits(&cfg, &data_dir()).expect("streaming again");
+    assert_eq!((a.train.len(), a.eval.len()), (81, 10));
+    assert_eq!(a, b, "same seed, same order");
+    // A buffer of 16 moves an example at most 16 places ahead of its file position.
+    let all: Vec<String> = prompts(&a.eval)
+        .into_iter()
+        .chain(prompts(&a.train))
+        .collect();
+    let file = prompts(&identity);
+    assert_ne!(all, file);
+    for (pos, p) in all.iter().enumerate() {
+        let src = file
+            .iter()
+            .position(|f| f == p)
+            .expect("every example once");
+        assert!(src <= pos + 16, "example {src} came out at {pos}");
+    }
+    let mut sorted = all.clone();
+    sorted.sort();
+    let mut want = file.clone();
+    want.sort();
+    assert_eq!(sorted, want);
+    // buffer_size 1 keeps the file order: eval is the head of the file.
+    cfg.data.buffer_size = 1;
+    let c = load_splits(&cfg, &data_dir()).expect("unshuffled");
+    assert_eq!(prompts(&c.eval), file[..10].to_vec());
+}

@@ -25,6 +25,7 @@ use super::converter::{convert_row, ConversationRecord, Converted, RowSource};
 use super::dataset_info::{DatasetAttr, DatasetInfo, DatasetSource};
 use super::files::{read_files, read_rows, RowTable};
 use super::mix::{interleave, sample_indices, train_eval_indices, Stop};
+use super::stream::{shuffle_buffer, take_skip};
 use super::DatasetError;
 
 /// Training and evaluation conversations, as LLaMA-Factory's `get_dataset` splits them.
@@ -63,6 +64,9 @@ pub fn load_splits(cfg: &Config, dataset_dir: &Path) -> Result<DatasetSplits, Da
             message: "`val_size` and `eval_dataset` exclude each other: use one of them".into(),
         });
     }
+    if data.streaming {
+        return load_streaming_splits(cfg, dataset_dir);
+    }
     let mut splits = DatasetSplits::default();
     if !data.dataset.is_empty() {
         let merged = load_merged(cfg, &data.dataset, dataset_dir)?;
@@ -81,6 +85,27 @@ pub fn load_splits(cfg: &Config, dataset_dir: &Path) -> Result<DatasetSplits, Da
     }
     if !data.eval_dataset.is_empty() {
         splits.eval = load_dataset(cfg, &data.eval_dataset, dataset_dir)?;
+    }
+    Ok(splits)
+}
+
+/// `streaming: true` (see [`super::stream`]): the merged stream through the shuffle buffer,
+/// then the first `val_size` examples as the evaluation split; `eval_dataset` shuffled too.
+fn load_streaming_splits(cfg: &Config, dataset_dir: &Path) -> Result<DatasetSplits, DatasetError> {
+    let data = &cfg.data;
+    let (seed, buffer) = (cfg.training.seed, data.buffer_size);
+    let mut splits = DatasetSplits::default();
+    if !data.dataset.is_empty() {
+        let merged = load_merged(cfg, &data.dataset, dataset_dir)?;
+        let shuffled: Vec<_> = shuffle_buffer(merged, buffer, seed).collect();
+        // Validation admits only a whole count with streaming.
+        let (train, eval) = take_skip(shuffled, data.val_size as usize);
+        splits.train = drop_skipped(train);
+        splits.eval = drop_skipped(eval);
+    }
+    if !data.eval_dataset.is_empty() {
+        let eval = load_merged(cfg, &data.eval_dataset, dataset_dir)?;
+        splits.eval = drop_skipped(shuffle_buffer(eval, buffer, seed).collect());
     }
     Ok(splits)
 }
@@ -212,9 +237,15 @@ fn load_single(
     let path = table.path.clone();
 
     let mut indices: Vec<usize> = (0..table.rows.len()).collect();
-    if let Some(target) = attr.num_samples {
-        indices = sample_indices(table.rows.len(), target, cfg.training.seed);
-        info!(dataset = %attr.name, "sampled {target} examples");
+    match attr.num_samples {
+        Some(_) if cfg.data.streaming => {
+            warn!(dataset = %attr.name, "`num_samples` is ignored in streaming mode, as LLaMA-Factory does");
+        }
+        Some(target) => {
+            indices = sample_indices(table.rows.len(), target, cfg.training.seed);
+            info!(dataset = %attr.name, "sampled {target} examples");
+        }
+        None => {}
     }
     if let Some(max) = cfg.data.max_samples {
         indices.truncate(max);

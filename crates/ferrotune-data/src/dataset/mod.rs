@@ -6,6 +6,7 @@
 //! | [`dataset_info`] | parse `dataset_info.json` into [`DatasetAttr`]s |
 //! | [`files`] | read json, jsonl, csv, parquet and txt files (or folders of them) into rows |
 //! | [`converter`] | alpaca, sharegpt and OpenAI rows → [`ConversationRecord`] |
+//! | [`stream`] | what `streaming: true` changes: the shuffle buffer and the take/skip split |
 //! | [`loader`] | [`load_dataset`] / [`load_splits`]: the whole pipeline for a [`ferrotune_config::Config`] |
 //!
 //! ```no_run
@@ -24,6 +25,7 @@ pub mod loader;
 mod mix;
 mod pyjson;
 mod sharegpt;
+pub mod stream;
 
 pub use converter::{convert_row, ConversationRecord, Converted, RowSource, SkipReason};
 pub use dataset_info::{Columns, DatasetAttr, DatasetInfo, DatasetSource, Formatting, Tags};

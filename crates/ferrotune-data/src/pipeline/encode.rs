@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use super::cache::{has_tokenized_data, load_tokenized, save_tokenized};
 use super::example::TokenizedDataset;
 use super::PipelineError;
-use crate::dataset::{load_splits, ConversationRecord};
+use crate::dataset::{load_splits, ConversationRecord, DatasetError};
 use crate::error::DataError;
 use crate::processor::{
     encode_feedback, encode_pairwise, encode_pretrain, encode_pretrain_packed, encode_supervised,
@@ -183,6 +183,15 @@ pub fn prepare_dataset(
         if has_tokenized_data(path) {
             warn!(path = %path.display(), "loading the tokenized dataset from disk ignores the other data arguments");
             return load_tokenized(path);
+        }
+        if cfg.data.streaming {
+            return Err(PipelineError::Dataset(Box::new(DatasetError::Options {
+                message: format!(
+                    "`streaming` cannot save a tokenized dataset to `tokenized_path` ({}), as in \
+                     LLaMA-Factory; hint: turn off `streaming` to save it once, then streaming runs load it",
+                    path.display()
+                ),
+            })));
         }
     }
     let plan = EncodePlan::from_config(cfg);
