@@ -88,6 +88,49 @@ pub enum ModelError {
         /// The shape in the file.
         got: Vec<usize>,
     },
+    /// A `lora_target` or `additional_target` name matches no module of the model.
+    #[error("{key} `{name}` matches no module of the model; modules: {}; hint: set `{key}` to names from this list", available.join(", "))]
+    AdapterTarget {
+        /// The config key: `lora_target` or `additional_target`.
+        key: String,
+        /// The name that matched nothing.
+        name: String,
+        /// The module names that exist (for `lora_target`, the linear layers only).
+        available: Vec<String>,
+    },
+    /// An adapter setting that cannot be applied (a zero rank, a module both trained and adapted).
+    #[error("invalid adapter setting: {msg}")]
+    AdapterConfig {
+        /// What is wrong, naming the key and value.
+        msg: String,
+    },
+    /// An adapter file (adapter_config.json, adapter_model.safetensors) is malformed or
+    /// lacks or carries unexpected tensors.
+    #[error("invalid adapter {path}: {msg}")]
+    Adapter {
+        /// The adapter file or folder.
+        path: PathBuf,
+        /// What is wrong, naming every tensor or key at fault.
+        msg: String,
+    },
+    /// An adapter tensor has another shape than this base model needs.
+    #[error("{path}: adapter tensor `{name}` has shape {got:?}, the base model needs {expected:?}; hint: the adapter was made for another base model (see base_model_name_or_path in adapter_config.json)")]
+    AdapterShape {
+        /// The adapter file.
+        path: PathBuf,
+        /// The tensor's PEFT name.
+        name: String,
+        /// The shape this base model implies.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        got: Vec<usize>,
+    },
+    /// The loss cannot be computed from these logits and labels.
+    #[error("cannot compute the loss: {msg}")]
+    Loss {
+        /// What is wrong, with the shapes or the label at fault.
+        msg: String,
+    },
     /// An error from the GGUF reader or tokenizer layer.
     #[error(transparent)]
     Hub(#[from] ferrotune_hub::HubError),

@@ -18,12 +18,14 @@
 //! # Ok::<(), ferrotune_model::ModelError>(())
 //! ```
 
+pub mod adapters;
 pub mod config;
 pub mod decoder;
 pub mod error;
 pub mod families;
 pub mod layers;
 pub mod load;
+pub mod loss;
 pub mod rope;
 pub mod weights;
 
@@ -32,4 +34,5 @@ pub use decoder::{CausalLM, DecoderLayer};
 pub use error::{ModelError, Result};
 pub use families::Family;
 pub use load::{load_gguf, load_hf_dir, load_model};
+pub use loss::{causal_lm_loss, causal_lm_loss_mean, IGNORE_INDEX};
 pub use weights::WeightStore;

@@ -1,17 +1,20 @@
-//! A dense projection `y = x·Wᵀ + b`.
+//! A dense projection `y = x·Wᵀ + b`, optionally carrying a low-rank adapter.
 
 use candle_core::{Tensor, D};
 
+use crate::adapters::LoraAdapter;
 use crate::error::Result;
 use crate::weights::WeightStore;
 
 /// A linear layer with the PyTorch weight layout.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    /// `[out, in]` f32.
+    /// `[out, in]` f32, the frozen base weight.
     pub weight: Tensor,
     /// `[out]` f32, when the layer has a bias.
     pub bias: Option<Tensor>,
+    /// A LoRA/DoRA adapter added to the base output; set by [`crate::adapters::apply_lora`].
+    pub adapter: Option<LoraAdapter>,
 }
 
 impl Linear {
@@ -29,10 +32,14 @@ impl Linear {
         } else {
             None
         };
-        Ok(Self { weight, bias })
+        Ok(Self {
+            weight,
+            bias,
+            adapter: None,
+        })
     }
 
-    /// Calls `f` with `{prefix}.weight` and `{prefix}.bias`.
+    /// Calls `f` with `{prefix}.weight` and `{prefix}.bias` (the base weights, not the adapter's).
     pub fn visit_tensors(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&format!("{prefix}.weight"), &self.weight);
         if let Some(b) = &self.bias {
@@ -40,12 +47,17 @@ impl Linear {
         }
     }
 
-    /// `x` `[..., in]` → `[..., out]`, computed as one GEMM over the flattened leading dims.
+    /// `x` `[..., in]` → `[..., out]`, computed as one GEMM over the flattened leading dims;
+    /// the adapter, when set, acts on the bias-free product before the bias is added.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims();
         let inp = x.dim(D::Minus1)?;
         let rows = x.elem_count() / inp.max(1);
-        let y = x.reshape((rows, inp))?.matmul(&self.weight.t()?)?;
+        let x = x.reshape((rows, inp))?;
+        let mut y = x.matmul(&self.weight.t()?)?; // [rows, out]
+        if let Some(adapter) = &self.adapter {
+            y = adapter.forward(&x, &self.weight, y)?;
+        }
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
