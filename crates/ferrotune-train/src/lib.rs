@@ -1,0 +1,35 @@
+//! Training for ferrotune: the optimizer and learning-rate schedule of the Hugging Face
+//! Trainer as LLaMA-Factory configures it, with the trainer loop for `pt` and `sft` to come.
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`optim`] | AdamW as `torch.optim.AdamW`, `clip_grad_norm_`, decay grouping, LoRA+ lr scales, state files |
+//! | [`schedule`] | every `lr_scheduler_type` of transformers' `get_scheduler` as a pure function of the step |
+//!
+//! ```
+//! use candle_core::{Device, Var};
+//! use ferrotune_config::TrainingArguments;
+//! use ferrotune_train::optim::{AdamW, Gradients, TrainableParam};
+//! use ferrotune_train::schedule::Schedule;
+//!
+//! let args = TrainingArguments { learning_rate: 1e-3, warmup_steps: 2, ..Default::default() };
+//! let weight = Var::new(&[0.5f32, -0.5], &Device::Cpu)?;
+//! let mut optimizer =
+//!     AdamW::from_training_args(vec![TrainableParam::new("lm_head.weight", weight.clone())], &args)?;
+//! let schedule = Schedule::from_config(&args, 10)?;
+//! for step in 0..3 {
+//!     let loss = weight.as_tensor().sqr()?.sum_all()?;
+//!     let mut grads = Gradients::from_grad_store(&optimizer, &loss.backward()?);
+//!     let _grad_norm = grads.clip_norm(args.max_grad_norm)?;
+//!     optimizer.step(&grads, schedule.lr_at(step))?;
+//! }
+//! // Step 0 has lr 0 (warmup), steps 1 and 2 move each weight about 5e-4 + 1e-3 toward 0.
+//! let w = weight.as_tensor().to_vec1::<f32>()?;
+//! assert!((w[0] - (0.5 - 1.5e-3)).abs() < 1e-5);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod optim;
+pub mod schedule;
