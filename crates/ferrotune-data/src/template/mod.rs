@@ -356,11 +356,15 @@ fn fill(slots: &[Element], content: &str, idx: Option<&str>) -> Vec<Element> {
         .iter()
         .map(|element| match element {
             Element::Text(text) => {
-                let text = text.replacen("{{content}}", content, 1);
-                Element::Text(match idx {
-                    Some(idx) => text.replacen("{{idx}}", idx, 1),
-                    None => text,
-                })
+                // `replacen` copies even without a match: only call it where there is one.
+                let mut text = match text.contains("{{content}}") {
+                    true => text.replacen("{{content}}", content, 1),
+                    false => text.clone(),
+                };
+                if let Some(idx) = idx.filter(|_| text.contains("{{idx}}")) {
+                    text = text.replacen("{{idx}}", idx, 1);
+                }
+                Element::Text(text)
             }
             other => other.clone(),
         })

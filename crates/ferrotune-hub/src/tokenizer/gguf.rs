@@ -110,6 +110,7 @@ pub(super) fn build(file: &GgufFile) -> Result<TokenizerBundle> {
         additional_special_tokens: specials.iter().map(|t| t.content.clone()).collect(),
         model_max_length: context.map(|c| c as usize),
         source: file.path().to_path_buf(),
+        fast: Default::default(),
     };
     // A GGUF always states (or defaults) add_bos_token, so the template is always installed.
     bundle.apply_bos_eos(true)?;

@@ -62,6 +62,7 @@ pub(super) fn load(dir: &Path) -> Result<TokenizerBundle> {
         additional_special_tokens: additional_special_tokens(&config, &special_map, dir)?,
         model_max_length: model_max_length(&config, &config_path)?,
         source: dir.to_path_buf(),
+        fast: Default::default(),
     };
     bundle.apply_bos_eos(explicit)?;
     Ok(bundle)

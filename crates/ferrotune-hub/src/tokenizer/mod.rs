@@ -10,6 +10,7 @@
 //! post-processor adding exactly those tokens replaces the one in `tokenizer.json`
 //! (transformers 5.x, `tokenization_utils_tokenizers.py`, `update_post_processor`).
 
+mod fast;
 mod gguf;
 mod hf;
 
@@ -42,6 +43,8 @@ pub struct TokenizerBundle {
     pub model_max_length: Option<usize>,
     /// The folder or GGUF file the tokenizer was built from; errors name it.
     pub source: PathBuf,
+    /// The fast byte-level BPE encoder of [`TokenizerBundle::encode`], built on first use.
+    fast: fast::FastSlot,
 }
 
 impl std::fmt::Debug for TokenizerBundle {
@@ -108,13 +111,27 @@ impl TokenizerBundle {
 
     /// Token ids of `text`; with `add_special_tokens`, BOS/EOS are added as configured.
     ///
+    /// Byte-level BPE tokenizers of a recognized layout (GPT-2 style, e.g. SmolLM2's) go
+    /// through a faster encoder that gives the same ids as `tokenizers` (module `fast`); the
+    /// others, and those changed since in a way the fast encoder does not handle, through
+    /// `tokenizers` itself.
+    ///
     /// Errors: [`HubError::Tokenizer`] if the tokenizer fails.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        if let Some(ids) = self.fast.encode(&self.tokenizer, text, add_special_tokens) {
+            return ids.map_err(|e| self.error(format!("encoding failed: {e}")));
+        }
         let encoding = self
             .tokenizer
             .encode_fast(text, add_special_tokens)
             .map_err(|e| self.error(format!("encoding failed: {e}")))?;
         Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Whether [`TokenizerBundle::encode`] (without special tokens) takes the fast byte-level
+    /// BPE path for this tokenizer rather than `tokenizers`' general pipeline.
+    pub fn uses_fast_encoder(&self) -> bool {
+        self.fast.is_fast(&self.tokenizer)
     }
 
     /// The text of `ids`; with `skip_special_tokens`, special tokens are left out.
