@@ -1,10 +1,15 @@
-//! Training for ferrotune: the optimizer and learning-rate schedule of the Hugging Face
-//! Trainer as LLaMA-Factory configures it, with the trainer loop for `pt` and `sft` to come.
+//! Training for ferrotune: the Hugging Face Trainer's loop as LLaMA-Factory runs it for the
+//! `pt` and `sft` stages, with LoRA adapters or full fine-tuning.
 //!
 //! | module | what it does |
 //! |---|---|
+//! | [`recipe`] | `ferrotune train`: config → model, data, adapters → loop → output files |
+//! | [`trainer`] | the loop: shuffled micro-batches, token-weighted accumulation, clipping, AdamW, logs |
+//! | [`checkpoint`] | `checkpoint-N` folders (weights, optimizer state, trainer state) and resuming |
+//! | [`collate`] | right padding of encoded examples into `[B, T]` batches |
 //! | [`optim`] | AdamW as `torch.optim.AdamW`, `clip_grad_norm_`, decay grouping, LoRA+ lr scales, state files |
 //! | [`schedule`] | every `lr_scheduler_type` of transformers' `get_scheduler` as a pure function of the step |
+//! | [`logging`], [`outputs`], [`plot`] | `trainer_log.jsonl`, result and state files, `training_loss.png` |
 //!
 //! ```
 //! use candle_core::{Device, Var};
@@ -31,5 +36,16 @@
 
 #![warn(missing_docs)]
 
+pub mod checkpoint;
+pub mod collate;
+pub mod error;
+pub mod logging;
 pub mod optim;
+pub mod outputs;
+pub mod plot;
+pub mod recipe;
 pub mod schedule;
+pub mod trainer;
+
+pub use error::TrainError;
+pub use trainer::{LoopOptions, StepStats, TrainSummary, Trainer};

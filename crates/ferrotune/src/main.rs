@@ -72,7 +72,7 @@ fn error_chain(err: &anyhow::Error) -> String {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     use commands::pending::not_built;
     match command {
-        Command::Train(args) => not_built("train", "training core", &args),
+        Command::Train(args) => commands::train::run(&args),
         Command::Chat(args) => not_built("chat", "inference", &args),
         Command::Api(args) => not_built("api", "API server", &args),
         Command::Webui(args) => not_built("webui", "web UI", &args),

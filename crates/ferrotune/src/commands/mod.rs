@@ -4,6 +4,7 @@ pub mod cpu;
 pub mod env;
 pub mod pending;
 pub mod preprocess;
+pub mod train;
 pub mod version;
 
 use std::path::PathBuf;

@@ -1,0 +1,204 @@
+//! Bookkeeping of the loop: the log entries LLaMA-Factory's `LogCallback` writes to
+//! `trainer_log.jsonl` (v0.9.5 `train/callbacks.py`, `on_log`), the Hugging Face
+//! `log_history` entries of `trainer_state.json`, and the progress bar.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::LoopPosition;
+use crate::error::TrainError;
+use crate::outputs::write_atomic;
+
+/// File name of the JSON-lines log (LLaMA-Factory's `TRAINER_LOG`).
+pub const TRAINER_LOG: &str = "trainer_log.jsonl";
+
+/// One line of `trainer_log.jsonl`, fields in LLaMA-Factory's order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogEntry {
+    /// Optimizer steps done.
+    pub current_steps: u64,
+    /// Optimizer steps of the run.
+    pub total_steps: u64,
+    /// Mean training loss since the previous log, rounded to 4 decimals (HF `Trainer._maybe_log_save_evaluate`).
+    pub loss: f64,
+    /// Learning rate of the next step (HF logs the scheduler's last lr after stepping it).
+    pub lr: f64,
+    /// Fractional epoch: finished epochs plus the fraction of micro-batches of this one.
+    pub epoch: f64,
+    /// `current_steps / total_steps · 100`, 2 decimals.
+    pub percentage: f64,
+    /// Wall time since the start, `H:MM:SS` (Python's `str(timedelta(seconds=int(t)))`).
+    pub elapsed_time: String,
+    /// Estimated time left, same format.
+    pub remaining_time: String,
+    /// Input tokens seen per second since the start, 2 decimals.
+    pub throughput: f64,
+    /// Non-padding input tokens seen.
+    pub total_tokens: u64,
+}
+
+/// One entry of Hugging Face's `trainer_state.json` `log_history`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Fractional epoch.
+    pub epoch: f64,
+    /// Global gradient norm before clipping, of the last step of the window.
+    pub grad_norm: f64,
+    /// Learning rate (as [`LogEntry::lr`]).
+    pub learning_rate: f64,
+    /// Mean loss of the window, 4 decimals.
+    pub loss: f64,
+    /// Non-padding input tokens seen.
+    pub num_input_tokens_seen: u64,
+    /// Optimizer step.
+    pub step: u64,
+}
+
+/// Python's `str(datetime.timedelta(seconds=int(secs)))` for durations under a day:
+/// `H:MM:SS`; `D day(s), H:MM:SS` beyond.
+pub fn format_timedelta(secs: f64) -> String {
+    let s = if secs.is_finite() && secs > 0.0 {
+        secs as u64
+    } else {
+        0
+    };
+    let (days, rest) = (s / 86_400, s % 86_400);
+    let hms = format!("{}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
+    match days {
+        0 => hms,
+        1 => format!("1 day, {hms}"),
+        d => format!("{d} days, {hms}"),
+    }
+}
+
+/// Rounds to `digits` decimals as Python's `round` does for the values logged here.
+pub fn round_to(x: f64, digits: i32) -> f64 {
+    let p = 10f64.powi(digits);
+    (x * p).round() / p
+}
+
+/// Writes log lines to `output_dir/trainer_log.jsonl` (each write replaces the file through a
+/// temporary name, so a reader never sees half a line) and drives the progress bar.
+#[derive(Debug)]
+pub struct TrainLogger {
+    path: Option<PathBuf>,
+    lines: String,
+    bar: ProgressBar,
+    start: Instant,
+}
+
+impl TrainLogger {
+    /// A logger for `total_steps` steps writing into `output_dir` (or nowhere with `None`);
+    /// the bar draws on stderr only when it is a terminal and `show_bar` is set.
+    pub fn new(output_dir: Option<&Path>, total_steps: u64, show_bar: bool) -> Self {
+        let bar = ProgressBar::hidden();
+        if show_bar && std::io::stderr().is_terminal() {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
+        let style = ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style.progress_chars("=> "));
+        bar.set_length(total_steps);
+        TrainLogger {
+            path: output_dir.map(|d| d.join(TRAINER_LOG)),
+            lines: String::new(),
+            bar,
+            start: Instant::now(),
+        }
+    }
+
+    /// Seconds since the logger was made.
+    pub fn elapsed(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    /// Advances the bar by one step.
+    pub fn step(&self) {
+        self.bar.inc(1);
+    }
+
+    /// Shows `entry` on the bar and appends it to `trainer_log.jsonl`.
+    ///
+    /// Errors: [`TrainError::Write`]/[`TrainError::Io`] when the log cannot be written.
+    pub fn log(&mut self, entry: &LogEntry) -> Result<(), TrainError> {
+        self.bar.set_message(format!(
+            "loss {:.4}, lr {:.3e}, {:.0} tok/s",
+            entry.loss, entry.lr, entry.throughput
+        ));
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let line = serde_json::to_string(entry).map_err(|e| TrainError::Write {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
+        self.lines.push_str(&line);
+        self.lines.push('\n');
+        write_atomic(path, self.lines.as_bytes())
+    }
+
+    /// Logs step `pos.global_step`: the mean loss since the previous log (4 decimals), `lr`,
+    /// speed and time estimates; appends to `pos.log_history` and resets the loss window.
+    ///
+    /// Errors: as [`TrainLogger::log`].
+    pub fn log_step(
+        &mut self,
+        pos: &mut LoopPosition,
+        lr: f64,
+        grad_norm: f64,
+        epoch: f64,
+        max_steps: u64,
+    ) -> Result<(), TrainError> {
+        let step = pos.global_step;
+        let elapsed = self.elapsed();
+        let loss = round_to(pos.window_loss / (step - pos.last_logged).max(1) as f64, 4);
+        self.log(&LogEntry {
+            current_steps: step,
+            total_steps: max_steps,
+            loss,
+            lr,
+            epoch,
+            percentage: round_to(step as f64 / max_steps.max(1) as f64 * 100.0, 2),
+            elapsed_time: format_timedelta(elapsed),
+            remaining_time: format_timedelta(
+                max_steps.saturating_sub(step) as f64 * elapsed / step.max(1) as f64,
+            ),
+            throughput: round_to(pos.tokens as f64 / elapsed.max(1e-9), 2),
+            total_tokens: pos.tokens,
+        })?;
+        pos.log_history.push(HistoryEntry {
+            epoch,
+            grad_norm,
+            learning_rate: lr,
+            loss,
+            num_input_tokens_seen: pos.tokens,
+            step,
+        });
+        pos.window_loss = 0.0;
+        pos.last_logged = step;
+        Ok(())
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timedelta_like_python() {
+        assert_eq!(format_timedelta(0.4), "0:00:00");
+        assert_eq!(format_timedelta(3725.9), "1:02:05");
+        assert_eq!(format_timedelta(90_061.0), "1 day, 1:01:01");
+    }
+}
