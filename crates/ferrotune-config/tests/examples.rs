@@ -98,15 +98,15 @@ fn main_job_values_arrive_as_written() {
     assert_eq!(d.dataset_dir, "data");
     assert_eq!(d.cutoff_len, 256);
     assert_eq!(cfg.effective_cutoff_len, 256);
-    assert_eq!(t.per_device_train_batch_size, 4);
+    assert_eq!(t.per_device_train_batch_size, 2);
     assert_eq!(t.gradient_accumulation_steps, 2);
-    assert_eq!(t.learning_rate, 2.0e-4);
+    assert_eq!(t.learning_rate, 1.0e-3);
     assert_eq!(t.num_train_epochs, 1.0);
-    assert_eq!(t.max_steps, 40);
+    assert_eq!(t.max_steps, 20);
     assert_eq!(t.lr_scheduler_type, SchedulerType::Cosine);
     assert_eq!(t.warmup_ratio, 0.1);
-    assert_eq!(t.logging_steps, 5.0);
-    assert_eq!(t.save_steps, 20.0);
+    assert_eq!(t.logging_steps, 2.0);
+    assert_eq!(t.save_steps, 10.0);
     assert_eq!(t.output_dir, "saves/smollm2-lora-sft");
     assert!(t.overwrite_output_dir);
 }

@@ -3,7 +3,8 @@
 //! short greedy answer (full forward per token: the KV cache comes with the inference
 //! engine), plus the perplexity of a sentence.
 //!
-//! Usage: `cargo run --example forward_demo -- MODEL [QUESTION]`
+//! Usage: `cargo run --example forward_demo -- MODEL [QUESTION] [--adapter DIR] [--max-new-tokens N]`
+//! (`--adapter` applies a PEFT-format LoRA adapter, e.g. the output of `ferrotune train`).
 
 use std::time::Instant;
 
@@ -16,20 +17,35 @@ use ferrotune_hub::tokenizer::TokenizerBundle;
 use ferrotune_model::CausalLM;
 
 fn main() -> Result<()> {
+    let mut positional = Vec::new();
+    let mut adapter = None;
+    let mut max_new_tokens = 64usize;
     let mut args = std::env::args().skip(1);
-    let Some(model_arg) = args.next() else {
-        bail!(
-            "usage: forward_demo MODEL [QUESTION]  (MODEL: a .gguf file, an HF folder or a hub id)"
-        );
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--adapter" => adapter = Some(args.next().context("--adapter needs a folder")?),
+            "--max-new-tokens" => {
+                max_new_tokens = args
+                    .next()
+                    .context("--max-new-tokens needs a number")?
+                    .parse()
+                    .context("--max-new-tokens needs a number")?
+            }
+            _ => positional.push(arg),
+        }
+    }
+    let mut positional = positional.into_iter();
+    let Some(model_arg) = positional.next() else {
+        bail!("usage: forward_demo MODEL [QUESTION] [--adapter DIR] [--max-new-tokens N]  (MODEL: a .gguf file, an HF folder or a hub id)");
     };
-    let question = args
+    let question = positional
         .next()
         .unwrap_or_else(|| "What is the capital of France?".into());
     let device = Device::Cpu;
 
     let t0 = Instant::now();
     let source = resolve_model(&model_arg, &HubOptions::from_env())?;
-    let (model, tok) = match &source {
+    let (mut model, tok) = match &source {
         ModelSource::Gguf(path) => {
             let gguf = GgufFile::open(path)?;
             (
@@ -42,6 +58,10 @@ fn main() -> Result<()> {
             TokenizerBundle::from_hf_dir(dir)?,
         ),
     };
+    if let Some(dir) = &adapter {
+        ferrotune_model::adapters::load_peft(std::path::Path::new(dir), &mut model)?;
+        println!("applied the LoRA adapter in {dir}");
+    }
     let c = &model.config;
     println!(
         "loaded {model_arg}: {} family, {} layers, hidden {}, heads {}/{} (q/kv), vocab {}, {:.1}M parameters, in {:.2}s",
@@ -92,7 +112,7 @@ fn main() -> Result<()> {
     let mut answer = Vec::new();
     let mut ctx = ids.clone();
     let t1 = Instant::now();
-    for _ in 0..32 {
+    for _ in 0..max_new_tokens {
         let logits = last_logits(&model, &ctx, &device)?;
         let next = argmax(&logits) as u32;
         if Some(next) == eos || tok.decode(&[next], false)? == "<|im_end|>" {
