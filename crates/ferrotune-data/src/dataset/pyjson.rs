@@ -70,8 +70,8 @@ fn write_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Python's `repr(float)`: shortest round-trip digits; scientific when the decimal exponent is
-/// below -4 or at least 16; `NaN`/`Infinity` as `json.dumps` writes them.
+/// A float as `json.dumps` writes it: Python's `repr` for finite values
+/// ([`crate::chat_template::python::float_repr`]), `NaN` / `Infinity` / `-Infinity` otherwise.
 fn float_repr(x: f64) -> String {
     if x.is_nan() {
         return "NaN".into();
@@ -79,38 +79,7 @@ fn float_repr(x: f64) -> String {
     if x.is_infinite() {
         return if x > 0.0 { "Infinity" } else { "-Infinity" }.into();
     }
-    // `{:e}` gives the shortest round-trip digits as `d.ddde<exp>`.
-    let sci = format!("{x:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => ("-", m),
-        None => ("", mantissa),
-    };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    if (-4..16).contains(&exp) {
-        let point = exp + 1; // digits before the decimal point
-        if point <= 0 {
-            format!("{sign}0.{}{digits}", "0".repeat((-point) as usize))
-        } else if (point as usize) >= digits.len() {
-            format!(
-                "{sign}{digits}{}.0",
-                "0".repeat(point as usize - digits.len())
-            )
-        } else {
-            let (int, frac) = digits.split_at(point as usize);
-            format!("{sign}{int}.{frac}")
-        }
-    } else {
-        let (first, rest) = digits.split_at(1);
-        let frac = if rest.is_empty() {
-            String::new()
-        } else {
-            format!(".{rest}")
-        };
-        let exp_sign = if exp < 0 { '-' } else { '+' };
-        format!("{sign}{first}{frac}e{exp_sign}{:02}", exp.abs())
-    }
+    crate::chat_template::python::float_repr(x)
 }
 
 #[cfg(test)]

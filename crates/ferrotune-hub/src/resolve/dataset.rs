@@ -189,21 +189,8 @@ fn cached_files(
     folder: &Path,
     revision: &str,
 ) -> Result<Option<Result<DatasetFiles>>> {
-    let commit = if is_commit_hash(revision) {
-        revision.to_string()
-    } else {
-        let ref_file = folder.join("refs").join(revision);
-        match std::fs::read_to_string(&ref_file) {
-            Ok(text) if is_commit_hash(text.trim()) => text.trim().to_string(),
-            Ok(text) => {
-                return Err(HubError::NotFound {
-                    path: ref_file,
-                    msg: format!("holds {:?}, not a 40-hex commit hash", text.trim()),
-                })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(HubError::io(ref_file, e)),
-        }
+    let Some(commit) = super::cached_commit(folder, revision)? else {
+        return Ok(None);
     };
     let snapshot = folder.join("snapshots").join(&commit);
     if !snapshot.is_dir() {

@@ -240,24 +240,30 @@ pub(crate) fn is_commit_hash(revision: &str) -> bool {
     revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit())
 }
 
+/// The commit a cached repo folder (`models--…` or `datasets--…`) has for `revision`: the
+/// revision itself when it is a commit hash, else the hash in `refs/<revision>`; `None` when
+/// that ref is not cached. A ref file that holds no hash is an error naming it.
+pub(crate) fn cached_commit(folder: &Path, revision: &str) -> Result<Option<String>> {
+    if is_commit_hash(revision) {
+        return Ok(Some(revision.to_string()));
+    }
+    let ref_file = folder.join("refs").join(revision);
+    match std::fs::read_to_string(&ref_file) {
+        Ok(text) if is_commit_hash(text.trim()) => Ok(Some(text.trim().to_string())),
+        Ok(text) => Err(HubError::NotFound {
+            path: ref_file,
+            msg: format!("holds {:?}, not a 40-hex commit hash", text.trim()),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(HubError::io(ref_file, e)),
+    }
+}
+
 /// The snapshot folder of `repo` at `revision`, if it is in the cache and holds a model.
 fn cached_snapshot(cache_dir: &Path, repo: &str, revision: &str) -> Result<Option<PathBuf>> {
     let folder = repo_folder(cache_dir, repo);
-    let commit = if is_commit_hash(revision) {
-        revision.to_string()
-    } else {
-        let ref_file = folder.join("refs").join(revision);
-        match std::fs::read_to_string(&ref_file) {
-            Ok(text) if is_commit_hash(text.trim()) => text.trim().to_string(),
-            Ok(text) => {
-                return Err(HubError::NotFound {
-                    path: ref_file,
-                    msg: format!("holds {:?}, not a 40-hex commit hash", text.trim()),
-                })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(HubError::io(ref_file, e)),
-        }
+    let Some(commit) = cached_commit(&folder, revision)? else {
+        return Ok(None);
     };
     let snapshot = folder.join("snapshots").join(&commit);
     let usable = snapshot.join("config.json").is_file() || local_source(&snapshot).is_ok();
