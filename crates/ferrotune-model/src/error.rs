@@ -52,8 +52,9 @@ pub enum ModelError {
         /// What is not supported, with the value.
         what: String,
     },
-    /// A weight file is malformed (a lying safetensors header, a bad dtype).
-    #[error("invalid weights file {path}: {msg}")]
+    /// A weight file (or the folder that should hold them) is malformed or missing: a lying
+    /// safetensors header, a bad dtype, no weight file at all.
+    #[error("invalid weights in {path}: {msg}")]
     Weights {
         /// The weight file.
         path: PathBuf,

@@ -115,7 +115,7 @@ fn safetensors_header_that_lies_is_an_error() {
     std::fs::write(&p, &bytes).unwrap();
     let e = load_err(d.path());
     assert!(
-        e.contains("model.safetensors") && e.contains("invalid weights file"),
+        e.contains("model.safetensors") && e.contains("invalid weights in"),
         "{e}"
     );
 }
