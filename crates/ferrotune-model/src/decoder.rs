@@ -157,7 +157,7 @@ impl CausalLM {
         let h = self.forward_hidden(input_ids, attention_mask)?;
         let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
         let (b, t, c) = h.dims3()?;
-        let logits = h.reshape((b * t, c))?.matmul(&head.t()?)?;
+        let logits = crate::layers::matmul_wt(&h.reshape((b * t, c))?, head)?;
         Ok(logits.reshape((b, t, self.config.vocab_size))?)
     }
 

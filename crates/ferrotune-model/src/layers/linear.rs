@@ -54,7 +54,7 @@ impl Linear {
         let inp = x.dim(D::Minus1)?;
         let rows = x.elem_count() / inp.max(1);
         let x = x.reshape((rows, inp))?;
-        let mut y = x.matmul(&self.weight.t()?)?; // [rows, out]
+        let mut y = crate::layers::matmul_wt(&x, &self.weight)?; // [rows, out]
         if let Some(adapter) = &self.adapter {
             y = adapter.forward(&x, &self.weight, y)?;
         }

@@ -5,11 +5,13 @@
 //! Shapes: B batch, T sequence, C hidden, H query heads, K key/value heads, D head_dim.
 
 mod attention;
+mod frozen;
 mod linear;
 mod mlp;
 mod norm;
 
 pub use attention::{attention_bias, Attention, Qkv};
+pub use frozen::matmul_wt;
 pub use linear::Linear;
 pub use mlp::{GateUp, Mlp};
 pub use norm::RmsNorm;

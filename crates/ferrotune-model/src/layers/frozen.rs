@@ -1,0 +1,141 @@
+//! `x·Wᵀ` for a frozen weight with a backward that computes only `dx`.
+//!
+//! candle's generic matmul backward computes the gradient of both operands, so every
+//! frozen base weight (LoRA, or any weight that is not a `Var`) would get a full
+//! weight-gradient GEMM and a zero-filled `[out, in]` buffer that is then thrown away:
+//! about a third of a linear layer's training work, and for the LM head `[V, C]` the largest
+//! single allocation of the step. [`matmul_wt`] routes such products through a custom op
+//! whose backward is `dx = dy·W` alone.
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor};
+
+use crate::error::Result;
+
+/// `x` `[rows, in]` · `w`ᵀ with `w` `[out, in]` → `[rows, out]`.
+///
+/// Uses the dx-only op when `w` is frozen (tracks no gradient), `x` needs gradients, and both
+/// are contiguous f32 on the CPU; otherwise candle's matmul, with the same result.
+pub fn matmul_wt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let eligible = x.track_op()
+        && !w.track_op()
+        && x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && w.is_contiguous()
+        && x.rank() == 2
+        && w.rank() == 2;
+    if eligible {
+        Ok(x.contiguous()?
+            .apply_op1(FrozenMatmulWt { weight: w.clone() })?)
+    } else {
+        Ok(x.matmul(&w.t()?)?)
+    }
+}
+
+/// The custom op: forward `y = x·Wᵀ` with the `gemm` crate (the kernels candle itself uses),
+/// backward `dx = dy·W`; `W` is captured, not an operand, so no gradient is made for it.
+struct FrozenMatmulWt {
+    /// `[out, in]` f32, contiguous, on the CPU.
+    weight: Tensor,
+}
+
+impl CustomOp1 for FrozenMatmulWt {
+    fn name(&self) -> &'static str {
+        "frozen-matmul-wt"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (rows, k) = layout.shape().dims2()?;
+        let (out, k_w) = self.weight.dims2()?;
+        if k != k_w {
+            candle_core::bail!("frozen-matmul-wt: x has {k} columns, weight has {k_w}");
+        }
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("frozen-matmul-wt: x must be contiguous");
+        };
+        let x = &storage.as_slice::<f32>()?[start..end];
+        let (w_storage, w_layout) = self.weight.storage_and_layout();
+        let Storage::Cpu(w_cpu) = &*w_storage else {
+            candle_core::bail!("frozen-matmul-wt: weight must be on the CPU");
+        };
+        let Some((w_start, w_end)) = w_layout.contiguous_offsets() else {
+            candle_core::bail!("frozen-matmul-wt: weight must be contiguous");
+        };
+        let w = &w_cpu.as_slice::<f32>()?[w_start..w_end];
+        let mut y = vec![0f32; rows * out];
+        if rows > 0 && out > 0 && k > 0 {
+            // dst [rows, out] row-major; lhs x [rows, k] row-major; rhs Wᵀ [k, out] read from
+            // W [out, in] row-major: element (kk, j) sits at j·k + kk.
+            // SAFETY: the three slices hold rows·out, rows·k and out·k f32s (checked shapes
+            // above), the strides stay inside them, and `y` does not alias the inputs.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    out,
+                    k,
+                    y.as_mut_ptr(),
+                    1,
+                    out as isize,
+                    false,
+                    x.as_ptr(),
+                    1,
+                    k as isize,
+                    w.as_ptr(),
+                    k as isize,
+                    1,
+                    0f32,
+                    1f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::Rayon(candle_core::utils::get_num_threads()),
+                );
+            }
+        }
+        Ok((CpuStorage::F32(y), Shape::from((rows, out))))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _y: &Tensor,
+        grad_y: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        // dy [rows, out] · W [out, in] = dx [rows, in].
+        Ok(Some(grad_y.matmul(&self.weight)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    #[test]
+    fn same_values_and_input_gradient_as_candle_matmul() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (7, 5), &dev)?;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 5), &dev)?)?;
+        let dy = Tensor::randn(0f32, 1.0, (3, 7), &dev)?;
+        let ours = matmul_wt(x.as_tensor(), &w)?;
+        let reference = x.as_tensor().matmul(&w.t()?)?;
+        let diff = (&ours - &reference)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "forward differs by {diff}");
+        let g_ours = (ours * &dy)?.sum_all()?.backward()?;
+        let g_ref = (reference * &dy)?.sum_all()?.backward()?;
+        let (a, b) = (
+            g_ours.get(x.as_tensor()).unwrap(),
+            g_ref.get(x.as_tensor()).unwrap(),
+        );
+        let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "dx differs by {diff}");
+        // The frozen weight gets no gradient at all.
+        assert!(g_ours.get(&w).is_none());
+        Ok(())
+    }
+}
