@@ -6,6 +6,7 @@
 //! | [`recipe`] | `ferrotune train`: config → model, data, adapters → loop → output files |
 //! | [`trainer`] | the loop: shuffled micro-batches, token-weighted accumulation, clipping, AdamW, logs |
 //! | [`checkpoint`] | `checkpoint-N` folders (weights, optimizer state, trainer state) and resuming |
+//! | [`eval`] | `eval_loss` on held-out examples, `eval_results.json` |
 //! | [`collate`] | right padding of encoded examples into `[B, T]` batches |
 //! | [`optim`] | AdamW as `torch.optim.AdamW`, `clip_grad_norm_`, decay grouping, LoRA+ lr scales, state files |
 //! | [`schedule`] | every `lr_scheduler_type` of transformers' `get_scheduler` as a pure function of the step |
@@ -39,6 +40,7 @@
 pub mod checkpoint;
 pub mod collate;
 pub mod error;
+pub mod eval;
 pub mod logging;
 pub mod optim;
 pub mod outputs;

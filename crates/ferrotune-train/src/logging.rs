@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::LoopPosition;
 use crate::error::TrainError;
+use crate::eval::EvalStats;
 use crate::outputs::write_atomic;
 
 /// File name of the JSON-lines log (LLaMA-Factory's `TRAINER_LOG`).
@@ -23,10 +24,17 @@ pub struct LogEntry {
     pub current_steps: u64,
     /// Optimizer steps of the run.
     pub total_steps: u64,
-    /// Mean training loss since the previous log, rounded to 4 decimals (HF `Trainer._maybe_log_save_evaluate`).
-    pub loss: f64,
-    /// Learning rate of the next step (HF logs the scheduler's last lr after stepping it).
-    pub lr: f64,
+    /// Mean training loss since the previous log, rounded to 4 decimals (HF `Trainer._maybe_log_save_evaluate`);
+    /// absent on evaluation lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
+    /// Loss on the evaluation set (HF `eval_loss`, unrounded); present on evaluation lines only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_loss: Option<f64>,
+    /// Learning rate of the next step (HF logs the scheduler's last lr after stepping it);
+    /// absent on evaluation lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
     /// Fractional epoch: finished epochs plus the fraction of micro-batches of this one.
     pub epoch: f64,
     /// `current_steps / total_steps · 100`, 2 decimals.
@@ -41,9 +49,49 @@ pub struct LogEntry {
     pub total_tokens: u64,
 }
 
-/// One entry of Hugging Face's `trainer_state.json` `log_history`.
+/// One entry of Hugging Face's `trainer_state.json` `log_history`: a training log or an
+/// evaluation, told apart by their keys (`loss` or `eval_loss`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryEntry {
+#[serde(untagged)]
+pub enum HistoryEntry {
+    /// A training log.
+    Train(TrainHistory),
+    /// An evaluation during training.
+    Eval(EvalHistory),
+}
+
+impl HistoryEntry {
+    /// The optimizer step of the entry.
+    pub fn step(&self) -> u64 {
+        match self {
+            HistoryEntry::Train(h) => h.step,
+            HistoryEntry::Eval(h) => h.step,
+        }
+    }
+}
+
+/// An evaluation entry of `log_history`, keys as HF's `Trainer.evaluate` logs them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalHistory {
+    /// Fractional epoch.
+    pub epoch: f64,
+    /// Loss on the evaluation set (see [`crate::eval::EvalStats::eval_loss`]).
+    pub eval_loss: f64,
+    /// Seconds of the evaluation, 4 decimals.
+    pub eval_runtime: f64,
+    /// Examples per second, 3 decimals.
+    pub eval_samples_per_second: f64,
+    /// Batches per second, 3 decimals.
+    pub eval_steps_per_second: f64,
+    /// Non-padding input tokens seen in training.
+    pub num_input_tokens_seen: u64,
+    /// Optimizer step.
+    pub step: u64,
+}
+
+/// A training entry of `log_history`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainHistory {
     /// Fractional epoch.
     pub epoch: f64,
     /// Global gradient norm before clipping, of the last step of the window.
@@ -127,10 +175,14 @@ impl TrainLogger {
     ///
     /// Errors: [`TrainError::Write`]/[`TrainError::Io`] when the log cannot be written.
     pub fn log(&mut self, entry: &LogEntry) -> Result<(), TrainError> {
-        self.bar.set_message(format!(
-            "loss {:.4}, lr {:.3e}, {:.0} tok/s",
-            entry.loss, entry.lr, entry.throughput
-        ));
+        let msg = match (entry.loss, entry.eval_loss, entry.lr) {
+            (Some(loss), _, Some(lr)) => {
+                format!("loss {loss:.4}, lr {lr:.3e}, {:.0} tok/s", entry.throughput)
+            }
+            (_, Some(eval), _) => format!("eval_loss {eval:.4}"),
+            _ => format!("{:.0} tok/s", entry.throughput),
+        };
+        self.bar.set_message(msg);
         let Some(path) = &self.path else {
             return Ok(());
         };
@@ -156,13 +208,68 @@ impl TrainLogger {
         max_steps: u64,
     ) -> Result<(), TrainError> {
         let step = pos.global_step;
-        let elapsed = self.elapsed();
         let loss = round_to(pos.window_loss / (step - pos.last_logged).max(1) as f64, 4);
-        self.log(&LogEntry {
+        let mut entry = self.entry(pos, epoch, max_steps);
+        entry.loss = Some(loss);
+        entry.lr = Some(lr);
+        self.log(&entry)?;
+        pos.log_history.push(HistoryEntry::Train(TrainHistory {
+            epoch,
+            grad_norm,
+            learning_rate: lr,
+            loss,
+            num_input_tokens_seen: pos.tokens,
+            step,
+        }));
+        pos.window_loss = 0.0;
+        pos.last_logged = step;
+        Ok(())
+    }
+
+    /// Logs an evaluation at step `pos.global_step` as LLaMA-Factory's `LogCallback` writes
+    /// it (`eval_loss` in place of `loss` and `lr`) and appends it to `pos.log_history`.
+    ///
+    /// Errors: as [`TrainLogger::log`].
+    pub fn log_eval(
+        &mut self,
+        pos: &mut LoopPosition,
+        stats: &EvalStats,
+        epoch: f64,
+        max_steps: u64,
+    ) -> Result<(), TrainError> {
+        let mut entry = self.entry(pos, epoch, max_steps);
+        entry.eval_loss = Some(stats.eval_loss);
+        self.log(&entry)?;
+        let metrics = stats.metrics(None);
+        let num = |k: &str| {
+            metrics
+                .get(k)
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(0.0)
+        };
+        pos.log_history.push(HistoryEntry::Eval(EvalHistory {
+            epoch,
+            eval_loss: stats.eval_loss,
+            eval_runtime: num("eval_runtime"),
+            eval_samples_per_second: num("eval_samples_per_second"),
+            eval_steps_per_second: num("eval_steps_per_second"),
+            num_input_tokens_seen: pos.tokens,
+            step: pos.global_step,
+        }));
+        Ok(())
+    }
+
+    /// A line at `pos.global_step` with the progress, time and token fields filled in and
+    /// no loss.
+    fn entry(&self, pos: &LoopPosition, epoch: f64, max_steps: u64) -> LogEntry {
+        let step = pos.global_step;
+        let elapsed = self.elapsed();
+        LogEntry {
             current_steps: step,
             total_steps: max_steps,
-            loss,
-            lr,
+            loss: None,
+            eval_loss: None,
+            lr: None,
             epoch,
             percentage: round_to(step as f64 / max_steps.max(1) as f64 * 100.0, 2),
             elapsed_time: format_timedelta(elapsed),
@@ -171,18 +278,7 @@ impl TrainLogger {
             ),
             throughput: round_to(pos.tokens as f64 / elapsed.max(1e-9), 2),
             total_tokens: pos.tokens,
-        })?;
-        pos.log_history.push(HistoryEntry {
-            epoch,
-            grad_norm,
-            learning_rate: lr,
-            loss,
-            num_input_tokens_seen: pos.tokens,
-            step,
-        });
-        pos.window_loss = 0.0;
-        pos.last_logged = step;
-        Ok(())
+        }
     }
 
     /// Removes the bar.

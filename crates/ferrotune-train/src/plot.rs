@@ -56,11 +56,17 @@ fn register_sans() -> bool {
     })
 }
 
-/// Draws `training_loss.png` at `path` from `(step, loss)` points, titled
-/// `training loss of {title}`.
+/// Draws a curve of the logged `key` (`loss` → `training_loss.png`, `eval_loss` →
+/// `training_eval_loss.png`, as LLaMA-Factory names them) at `path` from `(step, value)`
+/// points, titled `training {key} of {title}`.
 ///
 /// Errors: [`TrainError::Write`] when drawing or encoding fails, [`TrainError::Io`].
-pub fn plot_loss(path: &Path, title: &str, points: &[(u64, f64)]) -> Result<(), TrainError> {
+pub fn plot_loss(
+    path: &Path,
+    key: &str,
+    title: &str,
+    points: &[(u64, f64)],
+) -> Result<(), TrainError> {
     let err = |e: String| TrainError::Write {
         path: path.to_path_buf(),
         msg: e,
@@ -97,7 +103,7 @@ pub fn plot_loss(path: &Path, title: &str, points: &[(u64, f64)]) -> Result<(), 
         builder.margin(20);
         if with_text {
             builder
-                .caption(format!("training loss of {title}"), ("sans-serif", 18))
+                .caption(format!("training {key} of {title}"), ("sans-serif", 18))
                 .x_label_area_size(40)
                 .y_label_area_size(60);
         }

@@ -17,13 +17,15 @@ use ferrotune_data::pipeline::{prepare_dataset, prepare_tokenizer_and_template, 
 use ferrotune_hub::gguf::GgufFile;
 use ferrotune_hub::resolve::{resolve_model, HubOptions, ModelSource};
 use ferrotune_hub::tokenizer::TokenizerBundle;
-use ferrotune_model::adapters::{apply_lora, set_training, LoraConfig, LoraInit};
+use ferrotune_model::adapters::{apply_lora, load_peft, set_training, LoraConfig, LoraInit};
 use ferrotune_model::{load_model, CausalLM, WeightStore};
 use tracing::{info, warn};
 
 use crate::checkpoint::WeightsFormat;
 use crate::collate::examples_of;
 use crate::error::TrainError;
+use crate::eval::{evaluate, save_eval_metrics, EvalStats};
+use crate::logging::HistoryEntry;
 use crate::optim::TrainableParam;
 use crate::outputs::{
     peak_memory_mb, save_metrics, save_tokenizer, save_trainer_state, TrainMetrics,
@@ -32,11 +34,24 @@ use crate::outputs::{
 use crate::plot::plot_loss;
 use crate::trainer::{LoopOptions, TrainSummary, Trainer};
 
-/// Trains as `cfg` says and writes the outputs into `output_dir`; returns the summary.
+/// What `ferrotune train` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    /// The training run (`do_train: true`).
+    pub train: Option<TrainSummary>,
+    /// The final evaluation (`do_eval: true`).
+    pub eval: Option<EvalStats>,
+}
+
+/// Trains and/or evaluates as `cfg` says (`do_train`, `do_eval`) and writes the outputs into
+/// `output_dir`; returns the summary. With `do_train: false` and `do_eval: true` the model
+/// (plus the adapter of `adapter_name_or_path`, if one) is evaluated and only the metrics are
+/// written.
 ///
 /// Errors: [`TrainError::Config`] for stages other than pt/sft, finetuning types other than
-/// lora/full, `resume_from_checkpoint`; every setup, loop and output error.
-pub fn run(cfg: &Config, device: &Device) -> Result<TrainSummary, TrainError> {
+/// lora/full, `resume_from_checkpoint`, `do_eval` without an evaluation set, several
+/// adapters to evaluate; every setup, loop and output error.
+pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
     // 1. What is asked, and what is not built yet.
     let (ft, ta) = (&cfg.finetuning, &cfg.training);
     if !matches!(ft.stage, Stage::Pt | Stage::Sft) {
@@ -104,9 +119,26 @@ pub fn run(cfg: &Config, device: &Device) -> Result<TrainSummary, TrainError> {
         warn!("`neat_packing`: packed rows are trained as single sequences (no per-example positions or attention blocks yet)");
     }
     let examples = examples_of(&splits.train)?;
+    let eval_examples = match &splits.eval {
+        Some(set) => examples_of(set)?,
+        None => Vec::new(),
+    };
+    if ta.do_eval && eval_examples.is_empty() {
+        return Err(TrainError::Config(
+            "`do_eval: true` needs an evaluation set; hint: set `val_size` or `eval_dataset`"
+                .into(),
+        ));
+    }
     let pad_token_id = tok.pad_token_id().or(tok.eos_token_id()).ok_or_else(|| {
         TrainError::Config("the tokenizer has neither a pad nor an eos token; hint: set a template that defines them".into())
     })?;
+    if !ta.do_train && ta.do_eval {
+        let stats = evaluate_only(cfg, model, &eval_examples, pad_token_id, device)?;
+        return Ok(RunSummary {
+            train: None,
+            eval: Some(stats),
+        });
+    }
 
     // 4. Trainable tensors: adapters, or every weight.
     let (params, weights) = match ft.finetuning_type {
@@ -146,7 +178,7 @@ pub fn run(cfg: &Config, device: &Device) -> Result<TrainSummary, TrainError> {
         weights: weights.clone(),
         resume_from: ta.resume_from_checkpoint.as_ref().map(PathBuf::from),
     };
-    let mut trainer = Trainer::new(model, params, ta, options, device)?;
+    let mut trainer = Trainer::new(model, params, ta, options, device)?.with_eval(eval_examples);
     let summary = trainer.train_on(&examples)?;
 
     // 6. Outputs.
@@ -164,6 +196,15 @@ pub fn run(cfg: &Config, device: &Device) -> Result<TrainSummary, TrainError> {
         peak_memory_mb: peak_memory_mb().unwrap_or(0.0),
     };
     save_metrics(&output_dir, &metrics)?;
+    // As LLaMA-Factory's workflows: the final evaluation after the state is saved.
+    let eval = if ta.do_eval {
+        trainer.evaluate()?
+    } else {
+        None
+    };
+    if let Some(stats) = &eval {
+        save_eval_metrics(&output_dir, &stats.metrics(Some(summary.epoch)))?;
+    }
     let state = TrainerStateSummary {
         epoch: summary.epoch,
         global_step: summary.global_step,
@@ -174,22 +215,82 @@ pub fn run(cfg: &Config, device: &Device) -> Result<TrainSummary, TrainError> {
     };
     save_trainer_state(&output_dir, &state, &summary.log_history)?;
     if ft.plot_loss {
-        let points: Vec<(u64, f64)> = summary
-            .log_history
-            .iter()
-            .map(|h| (h.step, h.loss))
-            .collect();
-        if points.is_empty() {
-            warn!("no loss was logged, no training_loss.png; hint: lower `logging_steps`");
-        } else {
-            plot_loss(
-                &output_dir.join("training_loss.png"),
-                &ta.output_dir,
-                &points,
-            )?;
+        plot_history(&output_dir, &summary.log_history, &ta.output_dir)?;
+    }
+    Ok(RunSummary {
+        train: Some(summary),
+        eval,
+    })
+}
+
+/// `training_loss.png` from the training logs and, when there are evaluations,
+/// `training_eval_loss.png`, as LLaMA-Factory's `plot_loss(keys=["loss", "eval_loss"])`.
+fn plot_history(dir: &Path, history: &[HistoryEntry], title: &str) -> Result<(), TrainError> {
+    let loss: Vec<(u64, f64)> = history
+        .iter()
+        .filter_map(|h| match h {
+            HistoryEntry::Train(t) => Some((t.step, t.loss)),
+            HistoryEntry::Eval(_) => None,
+        })
+        .collect();
+    let eval_loss: Vec<(u64, f64)> = history
+        .iter()
+        .filter_map(|h| match h {
+            HistoryEntry::Eval(e) => Some((e.step, e.eval_loss)),
+            HistoryEntry::Train(_) => None,
+        })
+        .collect();
+    if loss.is_empty() {
+        warn!("no loss was logged, no training_loss.png; hint: lower `logging_steps`");
+    } else {
+        plot_loss(&dir.join("training_loss.png"), "loss", title, &loss)?;
+    }
+    if !eval_loss.is_empty() {
+        let path = dir.join("training_eval_loss.png");
+        plot_loss(&path, "eval_loss", title, &eval_loss)?;
+    }
+    Ok(())
+}
+
+/// `do_train: false`, `do_eval: true`: evaluates `model` with the adapter of
+/// `adapter_name_or_path` (one folder, PEFT layout) if given and writes `eval_results.json`
+/// and `all_results.json` into `output_dir`.
+///
+/// Errors: [`TrainError::Config`] for several adapters (stacking is not built yet), adapter
+/// load errors, the errors of [`evaluate`] and of writing the metrics.
+fn evaluate_only(
+    cfg: &Config,
+    mut model: CausalLM,
+    examples: &[crate::collate::Example],
+    pad_token_id: u32,
+    device: &Device,
+) -> Result<EvalStats, TrainError> {
+    match cfg.model.adapter_name_or_path.as_slice() {
+        [] => {}
+        [path] => {
+            let set = load_peft(Path::new(path), &mut model)?;
+            info!(adapter = %path, tensors = set.params.len(), "adapter loaded");
+        }
+        more => {
+            return Err(TrainError::Config(format!(
+                "`adapter_name_or_path` lists {} adapters ({}); evaluating stacked adapters is not built yet; hint: give one adapter folder",
+                more.len(),
+                more.join(", ")
+            )))
         }
     }
-    Ok(summary)
+    set_training(&mut model, false);
+    let ta = &cfg.training;
+    let stats = evaluate(
+        &model,
+        examples,
+        ta.per_device_eval_batch_size,
+        pad_token_id,
+        device,
+    )?;
+    info!(eval_loss = stats.eval_loss, "evaluated");
+    save_eval_metrics(Path::new(&ta.output_dir), &stats.metrics(None))?;
+    Ok(stats)
 }
 
 fn round3(x: f64) -> f64 {

@@ -100,9 +100,10 @@ pub struct Trainer {
     pub model: CausalLM,
     /// AdamW over the trainable tensors.
     pub optimizer: AdamW,
-    args: TrainingArguments,
-    options: LoopOptions,
-    device: Device,
+    pub(crate) args: TrainingArguments,
+    pub(crate) options: LoopOptions,
+    pub(crate) device: Device,
+    pub(crate) eval_examples: Vec<Example>,
 }
 
 /// `value` of a `*_steps` key: below 1 a fraction of `total` (rounded up), else the count.
@@ -139,7 +140,15 @@ impl Trainer {
             args: args.clone(),
             options,
             device: device.clone(),
+            eval_examples: Vec::new(),
         })
+    }
+
+    /// The evaluation set, evaluated per `eval_strategy` (every `eval_steps`, or at each
+    /// epoch's end) during [`Trainer::train_on`].
+    pub fn with_eval(mut self, examples: Vec<Example>) -> Self {
+        self.eval_examples = examples;
+        self
     }
 
     /// One optimizer step over a window of micro-batches: the token count of the window
@@ -250,6 +259,14 @@ impl Trainer {
         let logging_steps = resolve_steps(args.logging_steps, max_steps);
         let save_steps = resolve_steps(args.save_steps, max_steps);
         let log_every = args.logging_strategy == IntervalStrategy::Steps;
+        if args.eval_strategy != IntervalStrategy::No && self.eval_examples.is_empty() {
+            return Err(TrainError::Config(format!(
+                "`eval_strategy: {}` needs an evaluation set; hint: set `val_size` or `eval_dataset`, or `eval_strategy: no`",
+                args.eval_strategy
+            )));
+        }
+        // The config resolves an unset `eval_steps` to `logging_steps`.
+        let eval_steps = resolve_steps(args.eval_steps.unwrap_or(args.logging_steps), max_steps);
         let save_every = match args.save_strategy {
             SaveStrategy::Best => {
                 return Err(TrainError::Config(
@@ -324,6 +341,10 @@ impl Trainer {
                     let lr = schedule.lr_at(step);
                     logger.log_step(&mut pos, lr, stats.grad_norm, epoch_f, max_steps)?;
                 }
+                // HF's `_maybe_log_save_evaluate`: log, then evaluate, then save.
+                if args.eval_strategy == IntervalStrategy::Steps && step % eval_steps == 0 {
+                    self.evaluate_and_log(&mut logger, &mut pos, epoch_f, max_steps)?;
+                }
                 // As transformers' DefaultFlowCallback: every save_steps, and at the last step.
                 let last = step >= max_steps;
                 if save_every == SaveStrategy::Steps && (step % save_steps == 0 || last) {
@@ -332,6 +353,9 @@ impl Trainer {
                 if last {
                     break 'epochs;
                 }
+            }
+            if args.eval_strategy == IntervalStrategy::Epoch {
+                self.evaluate_and_log(&mut logger, &mut pos, epoch_f, max_steps)?;
             }
             if save_every == SaveStrategy::Epoch {
                 self.checkpoint(&pos, epoch_f, max_steps)?;

@@ -17,7 +17,19 @@ pub fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     let Some(cfg) = args.load()? else {
         bail!("`ferrotune train` needs a config file or key=value arguments (model_name_or_path, stage, dataset, template, output_dir, ...)");
     };
-    let summary = ferrotune_train::recipe::run(&cfg, &Device::Cpu)?;
+    let run = ferrotune_train::recipe::run(&cfg, &Device::Cpu)?;
+    if let Some(eval) = &run.eval {
+        println!(
+            "eval_loss {:.4} (perplexity {:.3}) over {} examples in {:.1} s",
+            eval.eval_loss,
+            ferrotune_train::eval::perplexity(eval.eval_loss),
+            eval.n_samples,
+            eval.runtime_s
+        );
+    }
+    let Some(summary) = run.train else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let rt = summary.runtime_s.max(1e-9);
     println!(
         "trained {} steps ({:.2} epochs) in {:.1} s ({:.3} s/step, {:.0} tokens/s); train_loss {:.4}; outputs in {}",
