@@ -339,7 +339,7 @@ fn json_key(key: &Value) -> Result<String, Error> {
 /// Appends `s` as a JSON string: `\"`, `\\`, `\n`, `\r`, `\t`, `\b`, `\f`, other C0 controls as
 /// `\u00XX`; with `ensure_ascii` every character outside `' '..='~'` as `\uXXXX` (lowercase hex,
 /// UTF-16 surrogate pairs above U+FFFF), otherwise non-ASCII text (and DEL) as is.
-fn write_json_str(out: &mut String, s: &str, ensure_ascii: bool) {
+pub(crate) fn write_json_str(out: &mut String, s: &str, ensure_ascii: bool) {
     out.push('"');
     for c in s.chars() {
         match c {

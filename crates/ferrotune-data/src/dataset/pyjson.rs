@@ -51,23 +51,9 @@ fn write_value(out: &mut String, value: &Value) {
     }
 }
 
-/// Appends a quoted, escaped string.
+/// Appends a quoted, escaped string (`ensure_ascii=False`).
 fn write_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    crate::chat_template::python::write_json_str(out, s, false);
 }
 
 /// A float as `json.dumps` writes it: Python's `repr` for finite values

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use ferrotune_hub::tokenizer::TokenizerBundle;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::DataError;
 use crate::processor::{print_example, Encoded, KtoEncoded, Packed, PairwiseEncoded};
@@ -29,49 +29,13 @@ pub enum TokenizedDataset {
     Unsupervised(Vec<Encoded>),
 }
 
-/// JSON row of supervised and unsupervised examples.
-#[derive(Serialize, Deserialize)]
-struct IdsRow {
-    input_ids: Vec<u32>,
-    labels: Vec<i64>,
-}
-
-/// JSON row of pretraining examples (LLaMA-Factory stores the all-ones mask).
-#[derive(Serialize, Deserialize)]
-struct PretrainRow {
-    input_ids: Vec<u32>,
-    labels: Vec<i64>,
+/// JSON row of a pretraining example: the example's own fields plus the all-ones
+/// `attention_mask` LLaMA-Factory stores (the other kinds serialize as they are).
+#[derive(Serialize)]
+struct PretrainRow<'a> {
+    input_ids: &'a [u32],
+    labels: &'a [i64],
     attention_mask: Vec<u8>,
-}
-
-/// JSON row of packed examples.
-#[derive(Serialize, Deserialize)]
-struct PackedRow {
-    input_ids: Vec<u32>,
-    labels: Vec<i64>,
-    attention_mask: Vec<u32>,
-    position_ids: Vec<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    sequence_boundaries: Option<Vec<usize>>,
-}
-
-/// JSON row of pairwise examples.
-#[derive(Serialize, Deserialize)]
-struct PairwiseRow {
-    chosen_input_ids: Vec<u32>,
-    chosen_labels: Vec<i64>,
-    rejected_input_ids: Vec<u32>,
-    rejected_labels: Vec<i64>,
-}
-
-/// JSON row of KTO examples.
-#[derive(Serialize, Deserialize)]
-struct KtoRow {
-    input_ids: Vec<u32>,
-    labels: Vec<i64>,
-    kl_input_ids: Vec<u32>,
-    kl_labels: Vec<i64>,
-    kto_tags: bool,
 }
 
 /// Applies `$body` to the example vector of any variant, bound as `$v`.
@@ -162,106 +126,39 @@ impl TokenizedDataset {
         Ok(())
     }
 
-    /// Serializes example `i` (if it exists) as one JSON object into `buf`.
+    /// Serializes example `i` (if it exists) as one JSON object into `buf`, with
+    /// LLaMA-Factory's column names (the processor types' field names).
     fn write_row(&self, i: usize, buf: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         let buf = &mut *buf;
         match self {
             TokenizedDataset::Supervised(v) | TokenizedDataset::Unsupervised(v) => {
-                v.get(i).map(|e| {
-                    let row = IdsRow {
-                        input_ids: e.input_ids.clone(),
-                        labels: e.labels.clone(),
-                    };
-                    serde_json::to_writer(buf, &row)
-                })
+                v.get(i).map(|e| serde_json::to_writer(buf, e))
             }
             TokenizedDataset::Pretrain(v) => v.get(i).map(|e| {
                 let row = PretrainRow {
-                    input_ids: e.input_ids.clone(),
-                    labels: e.labels.clone(),
+                    input_ids: &e.input_ids,
+                    labels: &e.labels,
                     attention_mask: vec![1; e.input_ids.len()],
                 };
                 serde_json::to_writer(buf, &row)
             }),
-            TokenizedDataset::Packed(v) => v.get(i).map(|e| {
-                let row = PackedRow {
-                    input_ids: e.input_ids.clone(),
-                    labels: e.labels.clone(),
-                    attention_mask: e.attention_mask.clone(),
-                    position_ids: e.position_ids.clone(),
-                    sequence_boundaries: e.sequence_boundaries.clone(),
-                };
-                serde_json::to_writer(buf, &row)
-            }),
-            TokenizedDataset::Pairwise(v) => v.get(i).map(|e| {
-                let row = PairwiseRow {
-                    chosen_input_ids: e.chosen_input_ids.clone(),
-                    chosen_labels: e.chosen_labels.clone(),
-                    rejected_input_ids: e.rejected_input_ids.clone(),
-                    rejected_labels: e.rejected_labels.clone(),
-                };
-                serde_json::to_writer(buf, &row)
-            }),
-            TokenizedDataset::Kto(v) => v.get(i).map(|e| {
-                let row = KtoRow {
-                    input_ids: e.input_ids.clone(),
-                    labels: e.labels.clone(),
-                    kl_input_ids: e.kl_input_ids.clone(),
-                    kl_labels: e.kl_labels.clone(),
-                    kto_tags: e.kto_tags,
-                };
-                serde_json::to_writer(buf, &row)
-            }),
+            TokenizedDataset::Packed(v) => v.get(i).map(|e| serde_json::to_writer(buf, e)),
+            TokenizedDataset::Pairwise(v) => v.get(i).map(|e| serde_json::to_writer(buf, e)),
+            TokenizedDataset::Kto(v) => v.get(i).map(|e| serde_json::to_writer(buf, e)),
         }
         .unwrap_or(Ok(()))
     }
 
     /// Parses one JSON line written by [`TokenizedDataset::write_jsonl`] and appends it.
     pub(crate) fn push_json(&mut self, line: &str) -> Result<(), serde_json::Error> {
+        // A pretraining row's stored all-ones attention_mask is ignored on reading.
         match self {
-            TokenizedDataset::Supervised(v) | TokenizedDataset::Unsupervised(v) => {
-                let r: IdsRow = serde_json::from_str(line)?;
-                v.push(Encoded {
-                    input_ids: r.input_ids,
-                    labels: r.labels,
-                });
-            }
-            TokenizedDataset::Pretrain(v) => {
-                let r: PretrainRow = serde_json::from_str(line)?;
-                v.push(Encoded {
-                    input_ids: r.input_ids,
-                    labels: r.labels,
-                });
-            }
-            TokenizedDataset::Packed(v) => {
-                let r: PackedRow = serde_json::from_str(line)?;
-                v.push(Packed {
-                    input_ids: r.input_ids,
-                    labels: r.labels,
-                    attention_mask: r.attention_mask,
-                    position_ids: r.position_ids,
-                    sequence_boundaries: r.sequence_boundaries,
-                });
-            }
-            TokenizedDataset::Pairwise(v) => {
-                let r: PairwiseRow = serde_json::from_str(line)?;
-                v.push(PairwiseEncoded {
-                    chosen_input_ids: r.chosen_input_ids,
-                    chosen_labels: r.chosen_labels,
-                    rejected_input_ids: r.rejected_input_ids,
-                    rejected_labels: r.rejected_labels,
-                });
-            }
-            TokenizedDataset::Kto(v) => {
-                let r: KtoRow = serde_json::from_str(line)?;
-                v.push(KtoEncoded {
-                    input_ids: r.input_ids,
-                    labels: r.labels,
-                    kl_input_ids: r.kl_input_ids,
-                    kl_labels: r.kl_labels,
-                    kto_tags: r.kto_tags,
-                });
-            }
+            TokenizedDataset::Supervised(v)
+            | TokenizedDataset::Unsupervised(v)
+            | TokenizedDataset::Pretrain(v) => v.push(serde_json::from_str(line)?),
+            TokenizedDataset::Packed(v) => v.push(serde_json::from_str(line)?),
+            TokenizedDataset::Pairwise(v) => v.push(serde_json::from_str(line)?),
+            TokenizedDataset::Kto(v) => v.push(serde_json::from_str(line)?),
         }
         Ok(())
     }
