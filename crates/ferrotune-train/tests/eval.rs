@@ -3,22 +3,19 @@
 //! sums taken one unpadded example at a time; evaluating leaves the weights as they were; the
 //! loop logs evaluations as LLaMA-Factory does.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 use ferrotune_config::args::IntervalStrategy;
 use ferrotune_config::TrainingArguments;
-use ferrotune_model::adapters::{apply_lora, LoraConfig, LoraInit};
 use ferrotune_model::causal_lm_loss;
 use ferrotune_train::collate::{collate, Example};
 use ferrotune_train::eval::evaluate;
 use ferrotune_train::logging::HistoryEntry;
-use ferrotune_train::optim::TrainableParam;
-use ferrotune_train::{LoopOptions, Trainer};
+use ferrotune_train::Trainer;
 
-fn tiny() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny/llama")
-}
+mod common;
+use common::tiny;
 
 /// Three examples of different lengths and label counts (the first with a masked prompt).
 fn examples() -> Vec<Example> {
@@ -79,35 +76,9 @@ fn eval_loss_is_hf_mean_of_batch_means() {
     assert!((ppl - stats.eval_loss.exp()).abs() < 1e-9);
 }
 
+/// The shared LoRA trainer with this file's examples as its eval set.
 fn lora_trainer(args: &TrainingArguments, output_dir: Option<PathBuf>) -> Trainer {
-    let mut model = ferrotune_model::load_hf_dir(&tiny(), &Device::Cpu).unwrap();
-    let cfg = LoraConfig {
-        lora_rank: 4,
-        lora_alpha: 8.0,
-        lora_dropout: 0.0,
-        lora_target: vec!["all".into()],
-        additional_target: vec![],
-        use_rslora: false,
-        use_dora: false,
-        init: LoraInit::Default,
-    };
-    let set = apply_lora(&mut model, &cfg, 7).unwrap();
-    let params = set
-        .params
-        .iter()
-        .map(|(n, v)| TrainableParam::new(n, v.clone()))
-        .collect();
-    let options = LoopOptions {
-        pad_token_id: 0,
-        shuffle: false,
-        output_dir,
-        show_progress: false,
-        weights: ferrotune_train::checkpoint::WeightsFormat::None,
-        resume_from: None,
-    };
-    Trainer::new(model, params, args, options, &Device::Cpu)
-        .unwrap()
-        .with_eval(examples())
+    common::lora_trainer(args, output_dir).with_eval(examples())
 }
 
 fn snapshot(t: &Trainer) -> Vec<Vec<f32>> {

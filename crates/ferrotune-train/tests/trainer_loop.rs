@@ -5,45 +5,11 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use ferrotune_config::TrainingArguments;
-use ferrotune_model::adapters::{apply_lora, LoraConfig, LoraInit};
 use ferrotune_train::collate::{collate, Example};
-use ferrotune_train::optim::TrainableParam;
 use ferrotune_train::{LoopOptions, Trainer};
 
-fn tiny() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny/llama")
-}
-
-/// A LoRA trainer on the tiny llama (rank 4 on every projection; B starts at 0, so the first
-/// step's gradients are those of B).
-fn trainer(args: &TrainingArguments) -> Trainer {
-    let mut model = ferrotune_model::load_hf_dir(&tiny(), &Device::Cpu).unwrap();
-    let cfg = LoraConfig {
-        lora_rank: 4,
-        lora_alpha: 8.0,
-        lora_dropout: 0.0,
-        lora_target: vec!["all".into()],
-        additional_target: vec![],
-        use_rslora: false,
-        use_dora: false,
-        init: LoraInit::Default,
-    };
-    let set = apply_lora(&mut model, &cfg, 7).unwrap();
-    let params = set
-        .params
-        .iter()
-        .map(|(n, v)| TrainableParam::new(n, v.clone()))
-        .collect();
-    let options = LoopOptions {
-        pad_token_id: 0,
-        shuffle: false,
-        output_dir: None,
-        show_progress: false,
-        weights: ferrotune_train::checkpoint::WeightsFormat::None,
-        resume_from: None,
-    };
-    Trainer::new(model, params, args, options, &Device::Cpu).unwrap()
-}
+mod common;
+use common::{lora_trainer, tiny};
 
 /// Two examples of different lengths and label counts, so that a per-micro-batch mean would
 /// weight them differently from the token mean.
@@ -98,9 +64,9 @@ fn accumulation_equals_the_large_batch() {
         ..Default::default()
     };
     let ex = examples();
-    let mut big = trainer(&args);
+    let mut big = lora_trainer(&args, None);
     let (loss_big, p_big) = params_after_one_step(&mut big, vec![vec![&ex[0], &ex[1]]]);
-    let mut acc = trainer(&args);
+    let mut acc = lora_trainer(&args, None);
     let (loss_acc, p_acc) = params_after_one_step(&mut acc, vec![vec![&ex[0]], vec![&ex[1]]]);
     println!("loss 1×bs2 {loss_big:.6}, 2×bs1 {loss_acc:.6}");
     assert!(
@@ -129,7 +95,7 @@ fn loss_falls_on_a_repeated_batch() {
         lr_scheduler_type: ferrotune_config::args::SchedulerType::Constant,
         ..Default::default()
     };
-    let mut t = trainer(&args);
+    let mut t = lora_trainer(&args, None);
     let s = t.train_on(&examples()).unwrap();
     println!("step losses: {:?}", s.step_losses);
     assert_eq!(s.global_step, 8);
