@@ -4,6 +4,7 @@
 //! | module | what it does |
 //! |---|---|
 //! | [`recipe`] | `ferrotune train`: config → model, data, adapters → loop → output files |
+//! | [`tuning`] | which tensors train (`finetuning_type`) and how they are saved; adapters to load |
 //! | [`trainer`] | the loop: shuffled micro-batches, token-weighted accumulation, clipping, AdamW, logs |
 //! | [`checkpoint`] | `checkpoint-N` folders (weights, optimizer state, trainer state) and resuming |
 //! | [`eval`] | `eval_loss` on held-out examples, `eval_results.json` |
@@ -48,6 +49,7 @@ pub mod plot;
 pub mod recipe;
 pub mod schedule;
 pub mod trainer;
+pub mod tuning;
 
 pub use error::TrainError;
 pub use trainer::{LoopOptions, StepStats, TrainSummary, Trainer};

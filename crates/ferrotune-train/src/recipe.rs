@@ -7,32 +7,30 @@
 //! `resume_from_checkpoint` go through [`crate::checkpoint`]. Not built: finding the last
 //! checkpoint of `output_dir` by itself (HF's `get_last_checkpoint`): name it explicitly.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Var};
-use ferrotune_config::args::{FinetuningType, Stage};
+use candle_core::Device;
+use ferrotune_config::args::Stage;
 use ferrotune_config::Config;
 use ferrotune_data::pipeline::{prepare_dataset, prepare_tokenizer_and_template, PrepareOptions};
 use ferrotune_hub::gguf::GgufFile;
 use ferrotune_hub::resolve::{resolve_model, HubOptions, ModelSource};
 use ferrotune_hub::tokenizer::TokenizerBundle;
-use ferrotune_model::adapters::{apply_lora, load_peft, set_training, LoraConfig, LoraInit};
-use ferrotune_model::{load_model, CausalLM, WeightStore};
+use ferrotune_model::adapters::set_training;
+use ferrotune_model::{load_model, CausalLM};
 use tracing::{info, warn};
 
-use crate::checkpoint::WeightsFormat;
 use crate::collate::examples_of;
 use crate::error::TrainError;
 use crate::eval::{evaluate, save_eval_metrics, EvalStats};
 use crate::logging::HistoryEntry;
-use crate::optim::TrainableParam;
 use crate::outputs::{
     peak_memory_mb, save_metrics, save_tokenizer, save_trainer_state, TrainMetrics,
     TrainerStateSummary,
 };
 use crate::plot::plot_loss;
 use crate::trainer::{LoopOptions, TrainSummary, Trainer};
+use crate::tuning::{load_adapters, setup_trainable, Trainable};
 
 /// What `ferrotune train` did.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,9 +46,12 @@ pub struct RunSummary {
 /// (plus the adapter of `adapter_name_or_path`, if one) is evaluated and only the metrics are
 /// written.
 ///
-/// Errors: [`TrainError::Config`] for stages other than pt/sft, finetuning types other than
-/// lora/full, `resume_from_checkpoint`, `do_eval` without an evaluation set, several
-/// adapters to evaluate; every setup, loop and output error.
+/// Training continues from `resume_from_checkpoint`, or by itself from the last checkpoint
+/// of a non-empty `output_dir` unless `overwrite_output_dir` (see [`resume_point`]).
+///
+/// Errors: [`TrainError::Config`] for stages other than pt/sft, finetuning types not built,
+/// an `output_dir` that holds a finished model but no checkpoint, `do_eval` without an
+/// evaluation set, several adapters to evaluate; every setup, loop and output error.
 pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
     // 1. What is asked, and what is not built yet.
     let (ft, ta) = (&cfg.finetuning, &cfg.training);
@@ -60,21 +61,12 @@ pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
             ft.stage
         )));
     }
-    if !matches!(
-        ft.finetuning_type,
-        FinetuningType::Lora | FinetuningType::Full
-    ) {
-        return Err(TrainError::Config(format!(
-            "`finetuning_type: {}` is not built yet; hint: use lora or full",
-            ft.finetuning_type
-        )));
-    }
-    if ta.resume_from_checkpoint.is_some() {
-        return Err(TrainError::Config(
-            "`resume_from_checkpoint` is not built yet; hint: remove it".into(),
-        ));
-    }
     let output_dir = PathBuf::from(&ta.output_dir);
+    let resume_from = if ta.do_train {
+        resume_point(ta, &output_dir)?
+    } else {
+        None
+    };
     std::fs::create_dir_all(&output_dir).map_err(|e| TrainError::io(&output_dir, e))?;
 
     // 2. Model and tokenizer.
@@ -96,7 +88,7 @@ pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
         ModelSource::Gguf(path) => TokenizerBundle::from_gguf(&GgufFile::open(path)?)?,
         ModelSource::HfDir(dir) => TokenizerBundle::from_hf_dir(dir)?,
     };
-    let mut model = load_model(&source, device)?;
+    let model = load_model(&source, device)?;
     info!(parameters = model.num_parameters(), "model loaded");
 
     // 3. Template and data.
@@ -140,34 +132,12 @@ pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
         });
     }
 
-    // 4. Trainable tensors: adapters, or every weight.
-    let (params, weights) = match ft.finetuning_type {
-        FinetuningType::Lora => {
-            let lora = lora_config(cfg);
-            let set = apply_lora(&mut model, &lora, ta.seed)?;
-            set_training(&mut model, true);
-            info!(trainable = set.num_trainable(), "LoRA adapters attached");
-            let params = set
-                .params
-                .iter()
-                .map(|(n, v)| lora_param(cfg, n, v))
-                .collect();
-            let weights = WeightsFormat::Peft {
-                adapters: set,
-                base_model: name.to_string(),
-            };
-            (params, weights)
-        }
-        _ => {
-            let (m, params) = full_params(model)?;
-            model = m;
-            let source_config = match &source {
-                ModelSource::HfDir(dir) => Some(dir.join("config.json")),
-                ModelSource::Gguf(_) => None,
-            };
-            (params, WeightsFormat::Full { source_config })
-        }
-    };
+    // 4. Trainable tensors: adapters, some layers, or every weight.
+    let Trainable {
+        model,
+        params,
+        weights,
+    } = setup_trainable(cfg, model, &source, name)?;
 
     // 5. The loop.
     let options = LoopOptions {
@@ -176,7 +146,7 @@ pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
         output_dir: Some(output_dir.clone()),
         show_progress: !ta.disable_tqdm.unwrap_or(false),
         weights: weights.clone(),
-        resume_from: ta.resume_from_checkpoint.as_ref().map(PathBuf::from),
+        resume_from,
     };
     let mut trainer = Trainer::new(model, params, ta, options, device)?.with_eval(eval_examples);
     let summary = trainer.train_on(&examples)?;
@@ -223,6 +193,98 @@ pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
     })
 }
 
+/// Weight files whose presence marks `output_dir` as holding a trained model (LLaMA-Factory's
+/// `CHECKPOINT_NAMES`).
+const MODEL_FILES: [&str; 6] = [
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+];
+
+/// The checkpoint a training run continues from, as LLaMA-Factory's `get_train_args` and
+/// transformers' `get_last_checkpoint` decide: `resume_from_checkpoint` when set (`true`
+/// meaning the last checkpoint of `output_dir`); otherwise, unless `overwrite_output_dir`,
+/// the last complete `checkpoint-N` folder (holding `trainer_state.json`; the highest N) of
+/// an existing `output_dir`.
+///
+/// Errors: [`TrainError::Config`] when `resume_from_checkpoint` names a folder that does not
+/// exist or `true` finds none, and when `output_dir` holds a trained model but no checkpoint
+/// (set `overwrite_output_dir` or change `output_dir`); [`TrainError::Io`] reading the folder.
+pub fn resume_point(
+    ta: &ferrotune_config::TrainingArguments,
+    output_dir: &Path,
+) -> Result<Option<PathBuf>, TrainError> {
+    match ta.resume_from_checkpoint.as_deref() {
+        Some("true" | "True") => {
+            return last_checkpoint(output_dir)?.map(Some).ok_or_else(|| {
+                TrainError::Config(format!(
+                    "`resume_from_checkpoint: true` but {} holds no checkpoint-N folder; hint: name a checkpoint folder or remove the key",
+                    output_dir.display()
+                ))
+            })
+        }
+        Some("false" | "False") => return Ok(None),
+        Some(path) => {
+            let dir = PathBuf::from(path);
+            if !dir.is_dir() {
+                return Err(TrainError::Config(format!(
+                    "`resume_from_checkpoint`: {} is not a folder; hint: name a checkpoint-N folder written by an earlier run",
+                    dir.display()
+                )));
+            }
+            return Ok(Some(dir));
+        }
+        None => {}
+    }
+    if ta.overwrite_output_dir || !output_dir.is_dir() {
+        return Ok(None);
+    }
+    let last = last_checkpoint(output_dir)?;
+    if last.is_none() {
+        if let Some(file) = MODEL_FILES.iter().find(|f| output_dir.join(f).is_file()) {
+            return Err(TrainError::Config(format!(
+                "output_dir {} already holds a trained model ({file}) and no checkpoint to resume; hint: set `overwrite_output_dir: true` or choose another `output_dir`",
+                output_dir.display()
+            )));
+        }
+    }
+    if let Some(dir) = &last {
+        info!(checkpoint = %dir.display(), "resuming training from the last checkpoint; change `output_dir` or set `overwrite_output_dir: true` to start over");
+    }
+    Ok(last)
+}
+
+/// The complete `checkpoint-N` folder of `dir` with the highest N, if any.
+fn last_checkpoint(dir: &Path) -> Result<Option<PathBuf>, TrainError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(TrainError::io(dir, e)),
+    };
+    let mut best: Option<(u64, PathBuf)> = None;
+    for entry in entries {
+        let entry = entry.map_err(|e| TrainError::io(dir, e))?;
+        let name = entry.file_name();
+        let Some(n) = name
+            .to_str()
+            .and_then(|s| s.strip_prefix("checkpoint-"))
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        if path.join(crate::checkpoint::TRAINER_STATE).is_file()
+            && best.as_ref().is_none_or(|(m, _)| n > *m)
+        {
+            best = Some((n, path));
+        }
+    }
+    Ok(best.map(|(_, p)| p))
+}
+
 /// `training_loss.png` from the training logs and, when there are evaluations,
 /// `training_eval_loss.png`, as LLaMA-Factory's `plot_loss(keys=["loss", "eval_loss"])`.
 fn plot_history(dir: &Path, history: &[HistoryEntry], title: &str) -> Result<(), TrainError> {
@@ -265,20 +327,7 @@ fn evaluate_only(
     pad_token_id: u32,
     device: &Device,
 ) -> Result<EvalStats, TrainError> {
-    match cfg.model.adapter_name_or_path.as_slice() {
-        [] => {}
-        [path] => {
-            let set = load_peft(Path::new(path), &mut model)?;
-            info!(adapter = %path, tensors = set.params.len(), "adapter loaded");
-        }
-        more => {
-            return Err(TrainError::Config(format!(
-                "`adapter_name_or_path` lists {} adapters ({}); evaluating stacked adapters is not built yet; hint: give one adapter folder",
-                more.len(),
-                more.join(", ")
-            )))
-        }
-    }
+    load_adapters(cfg, &mut model)?;
     set_training(&mut model, false);
     let ta = &cfg.training;
     let stats = evaluate(
@@ -295,65 +344,4 @@ fn evaluate_only(
 
 fn round3(x: f64) -> f64 {
     (x * 1e3).round() / 1e3
-}
-
-/// The adapter settings of LLaMA-Factory's finetuning arguments.
-pub fn lora_config(cfg: &Config) -> LoraConfig {
-    let ft = &cfg.finetuning;
-    LoraConfig {
-        lora_rank: ft.lora_rank as usize,
-        lora_alpha: f64::from(ft.lora_alpha),
-        lora_dropout: ft.lora_dropout,
-        lora_target: ft.lora_target.clone(),
-        additional_target: ft.additional_target.clone(),
-        use_rslora: ft.use_rslora,
-        use_dora: ft.use_dora,
-        init: if ft.pissa_init {
-            LoraInit::Pissa {
-                niter: usize::try_from(ft.pissa_iter).ok(),
-            }
-        } else {
-            LoraInit::Default
-        },
-    }
-}
-
-/// A trainable adapter tensor with LoRA+ learning-rate scales (LLaMA-Factory
-/// `_create_loraplus_optimizer`): `lora_B` and 1-D tensors × `loraplus_lr_ratio`, embedding
-/// copies at `loraplus_lr_embedding`.
-fn lora_param(cfg: &Config, name: &str, var: &Var) -> TrainableParam {
-    let p = TrainableParam::new(name, var.clone());
-    let Some(ratio) = cfg.finetuning.loraplus_lr_ratio else {
-        return p;
-    };
-    if name.contains("embed_tokens") {
-        let lr = cfg.training.learning_rate;
-        p.with_lr_scale(if lr > 0.0 {
-            cfg.finetuning.loraplus_lr_embedding / lr
-        } else {
-            1.0
-        })
-    } else if name.contains("lora_B") || var.as_tensor().rank() == 1 {
-        p.with_lr_scale(ratio)
-    } else {
-        p
-    }
-}
-
-/// Every weight as a [`Var`], the model rebuilt on them (full fine-tuning).
-///
-/// Errors: [`TrainError::Model`], [`TrainError::Candle`].
-pub fn full_params(model: CausalLM) -> Result<(CausalLM, Vec<TrainableParam>), TrainError> {
-    let mut tensors = BTreeMap::new();
-    let mut params = Vec::new();
-    for (name, t) in model.named_tensors() {
-        let v = Var::from_tensor(&t)?;
-        tensors.insert(name.clone(), v.as_tensor().clone());
-        params.push(TrainableParam::new(name, v));
-    }
-    let rebuilt = CausalLM::from_weights(
-        model.config.clone(),
-        WeightStore::new(Path::new("(trainable copy)"), tensors),
-    )?;
-    Ok((rebuilt, params))
 }

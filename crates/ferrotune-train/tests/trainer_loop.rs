@@ -109,7 +109,7 @@ fn loss_falls_on_a_repeated_batch() {
 /// A full fine-tuning trainer on the tiny llama writing checkpoints into `out`.
 fn full_trainer(args: &TrainingArguments, out: &Path, resume_from: Option<PathBuf>) -> Trainer {
     let model = ferrotune_model::load_hf_dir(&tiny(), &Device::Cpu).unwrap();
-    let (model, params) = ferrotune_train::recipe::full_params(model).unwrap();
+    let (model, params) = ferrotune_train::tuning::full_params(model).unwrap();
     let options = LoopOptions {
         pad_token_id: 0,
         shuffle: true,
