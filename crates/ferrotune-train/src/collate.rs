@@ -6,10 +6,13 @@
 //! Shapes: B rows in the batch, T the longest row. Rows are padded to T exactly (LLaMA-Factory
 //! pads training batches to a multiple of 8; the extra padding changes no loss or gradient).
 //!
-//! Packed rows (`packing`) are taken as one sequence each, with an attention mask of ones on
-//! their tokens: the decoder numbers positions `0..T` itself and takes no per-token position
-//! ids, so `neat_packing`'s per-example positions and block-diagonal attention are not
-//! honoured (the trainer warns about it).
+//! Packed rows (`packing`) keep the attention mask the packer made: all ones (padding
+//! included) for plain packing, where packed examples see each other as in LLaMA-Factory; the
+//! 1-based index of each token's example for `neat_packing`, which the decoder turns into a
+//! block-diagonal causal mask (see `ferrotune_model::attention_bias`). Positions run `0..T`
+//! over the row, as LLaMA-Factory's eager/SDPA path gives them; rotary attention depends only
+//! on position differences, and with the block-diagonal mask only differences inside one
+//! example count, so each example is scored as if it stood alone.
 
 use candle_core::{Device, Tensor};
 use ferrotune_data::pipeline::TokenizedDataset;
@@ -24,9 +27,20 @@ pub struct Example {
     pub input_ids: Vec<u32>,
     /// Targets `[T_i]`, -100 where no loss is taken.
     pub labels: Vec<i64>,
+    /// `[T_i]` packed rows' mask (sequence index per token, 0 on padding); `None`: ones.
+    pub attention_mask: Option<Vec<u32>>,
 }
 
 impl Example {
+    /// An unpacked example (attention on every token).
+    pub fn new(input_ids: Vec<u32>, labels: Vec<i64>) -> Self {
+        Example {
+            input_ids,
+            labels,
+            attention_mask: None,
+        }
+    }
+
     /// Number of positions that are scored by the causal-LM loss: labels after the first
     /// position that are not -100 (position t predicts label t + 1).
     pub fn n_target_tokens(&self) -> usize {
@@ -49,7 +63,7 @@ pub struct Batch {
     pub attention_mask: Tensor,
     /// Scored target tokens of the batch (see [`Example::n_target_tokens`]).
     pub n_target_tokens: usize,
-    /// Non-padding tokens of the batch (the sum of `attention_mask`).
+    /// Tokens of the batch whose `attention_mask` is not 0.
     pub n_tokens: usize,
     /// B.
     pub n_rows: usize,
@@ -63,16 +77,14 @@ pub fn examples_of(dataset: &TokenizedDataset) -> Result<Vec<Example>, TrainErro
     match dataset {
         TokenizedDataset::Supervised(v) | TokenizedDataset::Pretrain(v) => Ok(v
             .iter()
-            .map(|e| Example {
-                input_ids: e.input_ids.clone(),
-                labels: e.labels.clone(),
-            })
+            .map(|e| Example::new(e.input_ids.clone(), e.labels.clone()))
             .collect()),
         TokenizedDataset::Packed(v) => Ok(v
             .iter()
             .map(|e| Example {
                 input_ids: e.input_ids.clone(),
                 labels: e.labels.clone(),
+                attention_mask: Some(e.attention_mask.clone()),
             })
             .collect()),
         other => Err(TrainError::Data(format!(
@@ -108,20 +120,29 @@ pub fn collate(
     let (mut n_target_tokens, mut n_tokens) = (0, 0);
     for (i, e) in examples.iter().enumerate() {
         let n = e.input_ids.len();
-        if e.labels.len() != n {
+        if e.labels.len() != n || e.attention_mask.as_ref().is_some_and(|m| m.len() != n) {
             return Err(TrainError::Data(format!(
-                "example {i} of the batch has {n} input_ids but {} labels",
-                e.labels.len()
+                "example {i} of the batch has {n} input_ids but {} labels and {} attention_mask values",
+                e.labels.len(),
+                e.attention_mask.as_ref().map_or(n, Vec::len)
             )));
         }
         ids.extend_from_slice(&e.input_ids);
         ids.extend(std::iter::repeat_n(pad_token_id, t - n));
         labels.extend_from_slice(&e.labels);
         labels.extend(std::iter::repeat_n(IGNORE_INDEX, t - n));
-        mask.extend(std::iter::repeat_n(1u32, n));
+        match &e.attention_mask {
+            Some(m) => {
+                mask.extend_from_slice(m);
+                n_tokens += m.iter().filter(|&&v| v != 0).count();
+            }
+            None => {
+                mask.extend(std::iter::repeat_n(1u32, n));
+                n_tokens += n;
+            }
+        }
         mask.extend(std::iter::repeat_n(0u32, t - n));
         n_target_tokens += e.n_target_tokens();
-        n_tokens += n;
     }
     Ok(Batch {
         input_ids: Tensor::from_vec(ids, (b, t), device)?,
@@ -139,14 +160,8 @@ mod tests {
 
     #[test]
     fn pads_right_with_pad_and_ignore_index() {
-        let a = Example {
-            input_ids: vec![5, 6, 7],
-            labels: vec![-100, 6, 7],
-        };
-        let b = Example {
-            input_ids: vec![9],
-            labels: vec![9],
-        };
+        let a = Example::new(vec![5, 6, 7], vec![-100, 6, 7]);
+        let b = Example::new(vec![9], vec![9]);
         let batch = collate(&[&a, &b], 0, &Device::Cpu).unwrap();
         assert_eq!(
             batch.input_ids.to_vec2::<u32>().unwrap(),
@@ -166,11 +181,25 @@ mod tests {
     }
 
     #[test]
-    fn refuses_mismatched_lengths() {
-        let a = Example {
-            input_ids: vec![1, 2],
-            labels: vec![1],
+    fn packed_rows_keep_their_sequence_numbers() {
+        let packed = Example {
+            input_ids: vec![5, 6, 7, 8, 0],
+            labels: vec![-100, 6, -100, 8, -100],
+            attention_mask: Some(vec![1, 1, 2, 2, 0]),
         };
+        let short = Example::new(vec![9, 10], vec![9, 10]);
+        let batch = collate(&[&packed, &short], 0, &Device::Cpu).unwrap();
+        assert_eq!(
+            batch.attention_mask.to_vec2::<u32>().unwrap(),
+            vec![vec![1, 1, 2, 2, 0], vec![1, 1, 0, 0, 0]]
+        );
+        assert_eq!(batch.n_tokens, 6);
+        assert_eq!(batch.n_target_tokens, 3);
+    }
+
+    #[test]
+    fn refuses_mismatched_lengths() {
+        let a = Example::new(vec![1, 2], vec![1]);
         let err = collate(&[&a], 0, &Device::Cpu).unwrap_err().to_string();
         assert!(err.contains("2 input_ids but 1 labels"), "{err}");
     }

@@ -26,6 +26,7 @@ fn examples() -> Vec<Example> {
             .map(|(i, &t)| if i < masked { -100 } else { i64::from(t) })
             .collect(),
         input_ids: ids,
+        attention_mask: None,
     };
     vec![
         make((10..22).collect(), 3),

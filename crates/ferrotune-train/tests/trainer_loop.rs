@@ -24,10 +24,12 @@ fn examples() -> Vec<Example> {
                 .map(|(i, &t)| if i < 3 { -100 } else { i64::from(t) })
                 .collect(),
             input_ids: a,
+            attention_mask: None,
         },
         Example {
             labels: b.iter().map(|&t| i64::from(t)).collect(),
             input_ids: b,
+            attention_mask: None,
         },
     ]
 }
@@ -130,6 +132,7 @@ fn six_examples() -> Vec<Example> {
             Example {
                 labels: ids.iter().map(|&t| i64::from(t)).collect(),
                 input_ids: ids,
+                attention_mask: None,
             }
         })
         .collect()

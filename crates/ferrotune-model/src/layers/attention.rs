@@ -178,31 +178,55 @@ pub(crate) fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
 }
 
-/// The additive attention mask `[B or 1, 1, T, T]` f32: 0 where query `i` may see key `j`
-/// (`j ≤ i`, `i - j < window` when a sliding window is set, and key `j` not padding
-/// per `attention_mask` `[B, T]` of 1/0), [`MASKED`] elsewhere.
+/// The additive attention mask `[B or 1, 1, T, T]` f32: 0 where query `i` may see key `j`,
+/// [`MASKED`] elsewhere. Key `j` is visible when `j ≤ i`, `i - j < window` when a sliding
+/// window is set, and, with an `attention_mask` `[B, T]` (u32 or any integer dtype):
+/// `attention_mask[j] != 0` (not padding) and `attention_mask[i] == attention_mask[j]`.
+///
+/// A mask of 1/0 is the usual padding mask. A mask numbering packed sequences 1, 2, … (0 on
+/// padding; LLaMA-Factory's `neat_packing`) gives a block-diagonal causal mask, as
+/// LLaMA-Factory's `prepare_4d_attention_mask` (`data/collator.py`, v0.9.5): a token sees only
+/// the earlier tokens of its own sequence. Padding queries (`attention_mask[i] == 0`) see every
+/// earlier non-padding key, so that their rows stay finite; their outputs are never scored.
+///
+/// Errors: a mask whose shape is not `[B, T]`.
 pub fn attention_bias(
     t: usize,
     sliding_window: Option<usize>,
     attention_mask: Option<&Tensor>,
     device: &Device,
 ) -> Result<Tensor> {
-    let mut causal = vec![0f32; t * t];
-    for i in 0..t {
-        for j in 0..t {
-            let visible = j <= i && sliding_window.is_none_or(|w| i - j < w);
-            if !visible {
-                causal[i * t + j] = MASKED;
+    let causal = |i: usize, j: usize| j <= i && sliding_window.is_none_or(|w| i - j < w);
+    let Some(am) = attention_mask else {
+        let mut bias = vec![0f32; t * t];
+        for i in 0..t {
+            for j in 0..t {
+                if !causal(i, j) {
+                    bias[i * t + j] = MASKED;
+                }
+            }
+        }
+        return Ok(Tensor::from_vec(bias, (1, 1, t, t), device)?);
+    };
+    let rows = am.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+    let b = rows.len();
+    let mut bias = vec![MASKED; b * t * t];
+    for (r, seg) in rows.iter().enumerate() {
+        if seg.len() != t {
+            return Err(candle_core::Error::Msg(format!(
+                "attention_mask row {r} has {} positions, expected {t}",
+                seg.len()
+            ))
+            .into());
+        }
+        for i in 0..t {
+            let row = &mut bias[(r * t + i) * t..(r * t + i + 1) * t];
+            for j in 0..=i {
+                if causal(i, j) && seg[j] != 0 && (seg[i] == seg[j] || seg[i] == 0) {
+                    row[j] = 0.0;
+                }
             }
         }
     }
-    let causal = Tensor::from_vec(causal, (1, 1, t, t), device)?;
-    let Some(am) = attention_mask else {
-        return Ok(causal);
-    };
-    let b = am.dim(0)?;
-    // key padding: [B, 1, 1, T], MASKED where attention_mask == 0.
-    let keep = am.to_dtype(DType::F32)?.reshape((b, 1, 1, t))?;
-    let pad = ((keep - 1.0)? * f64::from(-MASKED))?;
-    Ok(causal.broadcast_add(&pad)?.clamp(MASKED, 0f32)?)
+    Ok(Tensor::from_vec(bias, (b, 1, t, t), device)?)
 }
