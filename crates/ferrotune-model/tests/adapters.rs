@@ -305,6 +305,23 @@ fn dropout_only_while_training() {
 }
 
 #[test]
+fn dropout_masks_follow_the_seed() {
+    let (mut model, ids) = tiny("llama");
+    let mut c = cfg(&["all"]);
+    c.lora_dropout = 0.3;
+    let set = apply_lora(&mut model, &c, 0).unwrap();
+    randomize(&set);
+    set_training(&mut model, true);
+    let mut run = |seed: u64| {
+        ferrotune_model::adapters::set_dropout_seed(&mut model, seed);
+        model.forward(&ids, None).unwrap()
+    };
+    let (a, b, c2) = (run(7), run(7), run(8));
+    assert_eq!(max_abs_diff(&a, &b), 0.0, "same seed, same masks");
+    assert!(max_abs_diff(&a, &c2) > 1e-4, "another seed, other masks");
+}
+
+#[test]
 fn loss_matches_hand_computation() {
     // B = 1, T = 3, V = 3; position 0 predicts labels[1] = 2, position 1 predicts labels[2] = 0.
     let logits = Tensor::new(

@@ -107,9 +107,6 @@ pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
     {
         eprintln!("training example:\n{example}");
     }
-    if cfg.data.neat_packing {
-        warn!("`neat_packing`: packed rows are trained as single sequences (no per-example positions or attention blocks yet)");
-    }
     let examples = examples_of(&splits.train)?;
     let eval_examples = match &splits.eval {
         Some(set) => examples_of(set)?,

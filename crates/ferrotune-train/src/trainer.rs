@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use candle_core::{Device, Tensor};
 use ferrotune_config::args::{IntervalStrategy, SaveStrategy};
 use ferrotune_config::TrainingArguments;
+use ferrotune_model::adapters::{mix_seed, set_dropout_seed};
 use ferrotune_model::{causal_lm_loss, CausalLM};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -173,7 +174,10 @@ impl Trainer {
             .collect();
         let mut grads: HashMap<String, Tensor> = HashMap::new();
         let mut loss = 0.0;
-        for batch in window {
+        for (micro, batch) in window.iter().enumerate() {
+            // LoRA dropout masks: a pure function of (seed, step, micro-batch).
+            let key = mix_seed(mix_seed(self.args.seed, step), micro as u64);
+            set_dropout_seed(&mut self.model, key);
             // [B, T] → [B, T, V] logits; loss summed over the batch's scored tokens.
             let logits = self
                 .model

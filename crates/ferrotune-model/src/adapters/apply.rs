@@ -151,6 +151,7 @@ pub fn apply_lora(model: &mut CausalLM, cfg: &LoraConfig, seed: u64) -> Result<A
             scaling,
             dropout: cfg.lora_dropout as f32,
             training: false,
+            dropout_seed: 0,
             variant: LoraVariant::Plain,
         };
         let key = format!("{PEFT_PREFIX}{path}");
@@ -203,4 +204,26 @@ pub fn set_training(model: &mut CausalLM, training: bool) {
             a.training = training;
         }
     }
+}
+
+/// Seeds the next dropout mask of every adapted layer: layer `i` (in model order) gets
+/// `seed` mixed with `i`, so masks differ across layers and repeat exactly for the same
+/// `seed` (the trainer passes one per micro-batch, derived from `seed` and the step).
+pub fn set_dropout_seed(model: &mut CausalLM, seed: u64) {
+    for (i, (_, linear)) in linears_mut(model).into_iter().enumerate() {
+        if let Some(a) = &mut linear.adapter {
+            a.dropout_seed = mix_seed(seed, i as u64);
+        }
+    }
+}
+
+/// SplitMix64 (Steele, Lea and Flood 2014) of `a` and `b`: distinct well-spread seeds from
+/// pairs of counters.
+pub fn mix_seed(a: u64, b: u64) -> u64 {
+    let mut z = a
+        .wrapping_add(b.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }

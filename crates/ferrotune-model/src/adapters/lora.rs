@@ -3,7 +3,10 @@
 //! Shapes: N rows (batch·seq flattened), `in`/`out` the base layer's features, r the rank.
 //! A is `lora_A.weight` `[r, in]`, B is `lora_B.weight` `[out, r]`, s the scaling.
 
-use candle_core::{DType, Tensor, Var, D};
+use candle_core::{Tensor, Var, D};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use crate::error::Result;
 
@@ -35,6 +38,9 @@ pub struct LoraAdapter {
     pub dropout: f32,
     /// Whether dropout is active (set by [`crate::adapters::set_training`]).
     pub training: bool,
+    /// Seed of this layer's next dropout mask (set by [`crate::adapters::set_dropout_seed`]):
+    /// the mask is a pure function of it, so a run and its resumed copy drop the same units.
+    pub dropout_seed: u64,
     /// Plain LoRA or DoRA.
     pub variant: LoraVariant,
 }
@@ -93,16 +99,20 @@ impl LoraAdapter {
     }
 
     /// Inverted dropout (Srivastava et al. 2014) on `x`: `None` when inactive, else
-    /// `x ⊙ mask / (1 − p)` with `mask ~ Bernoulli(1 − p)`. The mask comes from candle's
-    /// device RNG, which is not seeded by ferrotune yet.
+    /// `x ⊙ mask / (1 − p)` with `mask ~ Bernoulli(1 − p)` drawn from a [`StdRng`] seeded
+    /// with [`LoraAdapter::dropout_seed`] (not torch's generator: masks differ from PEFT's,
+    /// their distribution does not).
     fn dropout(&self, x: &Tensor) -> Result<Option<Tensor>> {
-        let p = f64::from(self.dropout);
+        let p = self.dropout;
         if !self.training || p <= 0.0 {
             return Ok(None);
         }
-        let keep = Tensor::rand(0f32, 1f32, x.shape(), x.device())?
-            .ge(p)?
-            .to_dtype(DType::F32)?;
-        Ok(Some((x * (keep / (1.0 - p))?)?))
+        let scale = 1.0 / (1.0 - p);
+        let mut rng = StdRng::seed_from_u64(self.dropout_seed);
+        let keep: Vec<f32> = (0..x.elem_count())
+            .map(|_| if rng.random::<f32>() >= p { scale } else { 0.0 })
+            .collect();
+        let keep = Tensor::from_vec(keep, x.shape(), x.device())?.to_dtype(x.dtype())?;
+        Ok(Some((x * keep)?))
     }
 }

@@ -30,7 +30,7 @@ mod peft;
 mod svd;
 mod walk;
 
-pub use apply::{apply_lora, set_training, AdapterSet, PEFT_PREFIX};
+pub use apply::{apply_lora, mix_seed, set_dropout_seed, set_training, AdapterSet, PEFT_PREFIX};
 pub use config::{LoraConfig, LoraInit};
 pub use lora::{LoraAdapter, LoraVariant};
 pub use merge::{merge_adapters, merge_weight, merged_tensors};
