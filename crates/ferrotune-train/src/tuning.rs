@@ -1,15 +1,35 @@
-//! Which tensors train (`finetuning_type`): LoRA adapters (LLaMA-Factory `_setup_lora_tuning`),
-//! or every weight (`full`), and how they are saved; the adapters of `adapter_name_or_path`
-//! for evaluation.
+//! Which tensors train (`finetuning_type`), as LLaMA-Factory v0.9.5 `model/adapter.py` sets
+//! them up, and how they are saved:
+//!
+//! - `lora` (`_setup_lora_tuning`): the PEFT adapter folders of `adapter_name_or_path` are
+//!   merged into the base weights in order, except the last one, which is resumed as the
+//!   trainable adapter with its own `adapter_config.json` (r, alpha, targets; the `lora_*` keys
+//!   are not used for it). With `create_new_adapter` every listed adapter is merged and a
+//!   fresh adapter is made from the `lora_*` keys. Saved as a PEFT adapter whose
+//!   `base_model_name_or_path` is `model_name_or_path`.
+//! - `freeze` (`_setup_freeze_tuning`): some decoder layers (`freeze_trainable_layers`), some
+//!   modules inside them (`freeze_trainable_modules`) and some modules outside them
+//!   (`freeze_extra_modules`) train, everything else stays constant. Saved as an HF model.
+//! - `full` (`_setup_full_tuning`): every weight trains. Saved as an HF model.
+//!
+//! For evaluation ([`load_adapters`]) every listed adapter is merged, as LLaMA-Factory does
+//! when the model is not trainable.
+//!
+//! Trainable tensors are f32 candle [`Var`]s that share storage with the model the trainer
+//! runs; frozen tensors are plain tensors, so no gradient reaches them and the optimizer
+//! never sees them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::path::Path;
 
 use candle_core::Var;
 use ferrotune_config::args::FinetuningType;
-use ferrotune_config::Config;
+use ferrotune_config::{Config, FinetuningArguments};
 use ferrotune_hub::resolve::ModelSource;
-use ferrotune_model::adapters::{apply_lora, load_peft, set_training, LoraConfig, LoraInit};
+use ferrotune_model::adapters::{
+    apply_lora, load_peft, merge_adapters, set_training, LoraConfig, LoraInit,
+};
 use ferrotune_model::{CausalLM, WeightStore};
 use tracing::info;
 
@@ -29,35 +49,38 @@ pub struct Trainable {
 }
 
 /// Makes the tensors of `finetuning_type` trainable on `model` (loaded from `source`, named
-/// `name` in the config): LoRA adapters per [`lora_config`], or every weight.
+/// `name` in the config, which becomes the adapter's `base_model_name_or_path`): LoRA
+/// adapters (see [`setup_lora`]), the layers and modules of freeze tuning (see
+/// [`freeze_trainable_names`]), or every weight.
 ///
-/// Errors: [`TrainError::Config`] for finetuning types not built, adapter errors
-/// ([`TrainError::Model`]), tensor errors.
+/// Errors: [`TrainError::Config`] for finetuning types not built and bad freeze keys, adapter
+/// errors ([`TrainError::Model`]), tensor errors.
 pub fn setup_trainable(
     cfg: &Config,
-    mut model: CausalLM,
+    model: CausalLM,
     source: &ModelSource,
     name: &str,
 ) -> Result<Trainable, TrainError> {
+    let full_weights = || WeightsFormat::Full {
+        source_config: source_config(source),
+    };
     match cfg.finetuning.finetuning_type {
-        FinetuningType::Lora => {
-            let lora = lora_config(cfg);
-            let set = apply_lora(&mut model, &lora, cfg.training.seed)?;
-            set_training(&mut model, true);
-            info!(trainable = set.num_trainable(), "LoRA adapters attached");
-            let params = set
-                .params
-                .iter()
-                .map(|(n, v)| lora_param(cfg, n, v))
+        FinetuningType::Lora => setup_lora(cfg, model, name),
+        FinetuningType::Freeze => {
+            let names: BTreeSet<String> = freeze_trainable_names(&cfg.finetuning, &model)?
+                .into_iter()
                 .collect();
-            let weights = WeightsFormat::Peft {
-                adapters: set,
-                base_model: name.to_string(),
-            };
+            let (model, params) = params_where(model, |n| names.contains(n))?;
+            let scalars: usize = params.iter().map(|p| p.var.as_tensor().elem_count()).sum();
+            info!(
+                tensors = params.len(),
+                trainable = scalars,
+                "freeze tuning: the other weights stay frozen"
+            );
             Ok(Trainable {
                 model,
                 params,
-                weights,
+                weights: full_weights(),
             })
         }
         FinetuningType::Full => {
@@ -65,13 +88,11 @@ pub fn setup_trainable(
             Ok(Trainable {
                 model,
                 params,
-                weights: WeightsFormat::Full {
-                    source_config: source_config(source),
-                },
+                weights: full_weights(),
             })
         }
         other => Err(TrainError::Config(format!(
-            "`finetuning_type: {other}` is not built yet; hint: use lora or full"
+            "`finetuning_type: {other}` is not built yet; hint: use lora, freeze or full"
         ))),
     }
 }
@@ -84,26 +105,94 @@ fn source_config(source: &ModelSource) -> Option<std::path::PathBuf> {
     }
 }
 
-/// Attaches the adapters of `adapter_name_or_path` to `model` for evaluation.
+/// LoRA training on `model` (LLaMA-Factory `_setup_lora_tuning` with `is_trainable`): merges
+/// the adapters of `adapter_name_or_path` but the last into the base, then resumes the last
+/// one (its own `adapter_config.json` and values) as the trainable adapter; with
+/// `create_new_adapter` (or no adapter listed) merges them all and attaches fresh adapters
+/// from the `lora_*` keys ([`lora_config`], A drawn with `seed`). Dropout is switched on.
+/// The adapter is saved with `base_model_name_or_path: name`.
 ///
-/// Errors: [`TrainError::Config`] for several adapters (stacking is not built yet), adapter
-/// load errors.
+/// Errors: [`TrainError::Config`] for an adapter path that is not a folder;
+/// [`TrainError::Model`] for adapter files that do not load or do not fit the base (a shape
+/// mismatch names the tensor and both shapes), and for bad `lora_*` settings.
+pub fn setup_lora(cfg: &Config, model: CausalLM, name: &str) -> Result<Trainable, TrainError> {
+    let paths = &cfg.model.adapter_name_or_path;
+    let (to_merge, to_resume) = match paths.split_last() {
+        Some((last, rest)) if !cfg.finetuning.create_new_adapter => (rest, Some(last)),
+        _ => (paths.as_slice(), None),
+    };
+    let mut model = merge_adapter_dirs(model, to_merge)?;
+    let set = match to_resume {
+        Some(path) => {
+            let set = load_peft(adapter_dir(path)?, &mut model)?;
+            let c = &set.config;
+            info!(
+                adapter = %path,
+                r = c.lora_rank,
+                lora_alpha = c.lora_alpha,
+                target_modules = %set.target_modules.join(","),
+                "resuming the adapter with its own adapter_config.json (the lora_* keys do not apply to it)"
+            );
+            set
+        }
+        None => apply_lora(&mut model, &lora_config(cfg), cfg.training.seed)?,
+    };
+    set_training(&mut model, true);
+    info!(trainable = set.num_trainable(), "LoRA adapters attached");
+    let params = set
+        .params
+        .iter()
+        .map(|(n, v)| lora_param(cfg, n, v))
+        .collect();
+    Ok(Trainable {
+        model,
+        params,
+        weights: WeightsFormat::Peft {
+            adapters: set,
+            base_model: name.to_string(),
+        },
+    })
+}
+
+/// Merges the adapters of `adapter_name_or_path` into `model` for evaluation (LLaMA-Factory
+/// `_setup_lora_tuning` without `is_trainable`: every listed adapter is merged, in order).
+/// No adapter listed leaves the model as it is.
+///
+/// Errors: as [`merge_adapter_dirs`]; on error `model` is unchanged.
 pub fn load_adapters(cfg: &Config, model: &mut CausalLM) -> Result<(), TrainError> {
-    match cfg.model.adapter_name_or_path.as_slice() {
-        [] => {}
-        [path] => {
-            let set = load_peft(Path::new(path), model)?;
-            info!(adapter = %path, tensors = set.params.len(), "adapter loaded");
-        }
-        more => {
-            return Err(TrainError::Config(format!(
-                "`adapter_name_or_path` lists {} adapters ({}); evaluating stacked adapters is not built yet; hint: give one adapter folder",
-                more.len(),
-                more.join(", ")
-            )))
-        }
-    }
+    *model = merge_adapter_dirs(model.clone(), &cfg.model.adapter_name_or_path)?;
     Ok(())
+}
+
+/// `model` with the PEFT adapter of each folder of `paths` loaded onto it (with the folder's
+/// own `adapter_config.json`) and merged into its weights, one after the other, as PEFT's
+/// `merge_and_unload` (LoRA `W + s·B·A`, DoRA as [`merge_adapters`]). Adapters trained with
+/// `modules_to_save` leave those modules' trained copies in the result.
+///
+/// Errors: [`TrainError::Config`] for a path that is not a folder; [`TrainError::Model`] for
+/// adapter files that do not load or do not fit (a shape mismatch names the tensor and both
+/// shapes).
+pub fn merge_adapter_dirs(mut model: CausalLM, paths: &[String]) -> Result<CausalLM, TrainError> {
+    for path in paths {
+        let set = load_peft(adapter_dir(path)?, &mut model)?;
+        model = merge_adapters(&model)?;
+        info!(adapter = %path, tensors = set.params.len(), "adapter merged into the base");
+    }
+    Ok(model)
+}
+
+/// An entry of `adapter_name_or_path` as a local folder.
+///
+/// Errors: [`TrainError::Config`] when it is not a folder (hub ids are not resolved).
+fn adapter_dir(path: &str) -> Result<&Path, TrainError> {
+    let dir = Path::new(path);
+    if dir.is_dir() {
+        Ok(dir)
+    } else {
+        Err(TrainError::Config(format!(
+            "`adapter_name_or_path`: `{path}` is not a folder; hint: give the local folder that holds adapter_config.json and adapter_model.safetensors"
+        )))
+    }
 }
 
 /// The adapter settings of LLaMA-Factory's finetuning arguments.
@@ -149,16 +238,149 @@ fn lora_param(cfg: &Config, name: &str, var: &Var) -> TrainableParam {
     }
 }
 
+/// The HF names of the weights freeze tuning trains on `model`, in model order, as
+/// LLaMA-Factory's `_setup_freeze_tuning` picks them from `named_parameters()` (a tied
+/// `lm_head` is not among them):
+///
+/// - layers: `freeze_trainable_layers` n > 0 → the last n decoder layers, n < 0 → the first
+///   |n|, 0 → none (clamped to the layer count);
+/// - in each such layer i, every weight whose name contains `.{i}.{module}` for each module
+///   of `freeze_trainable_modules` (`.{i}.` for `all`); a module must be a child of the
+///   layers (`self_attn`, `mlp`, `input_layernorm`, `post_attention_layernorm`, ...);
+/// - every weight whose name contains a name of `freeze_extra_modules`; each must be the
+///   owner of a weight outside the layers (`embed_tokens`, `norm`, an untied `lm_head`). As
+///   in LLaMA-Factory the match is by substring, so `norm` also trains the layer norms.
+///
+/// Errors: [`TrainError::Config`] naming the module that does not exist with the ones that
+/// do, or when nothing would train.
+pub fn freeze_trainable_names(
+    ft: &FinetuningArguments,
+    model: &CausalLM,
+) -> Result<Vec<String>, TrainError> {
+    let names: Vec<String> = model.named_tensors().into_iter().map(|(n, _)| n).collect();
+    let layer_ids = freeze_layer_ids(ft.freeze_trainable_layers, model.layers.len());
+    let hidden = hidden_modules(&names);
+    let non_hidden = non_hidden_modules(&names);
+    let mut patterns = Vec::new();
+    for module in &ft.freeze_trainable_modules {
+        if module != "all" && !hidden.contains(module.as_str()) {
+            return Err(unknown_module(
+                "freeze_trainable_modules",
+                module,
+                &hidden,
+                "a module inside the decoder layers, or `all`",
+            ));
+        }
+        for i in layer_ids.clone() {
+            patterns.push(if module == "all" {
+                format!(".{i}.")
+            } else {
+                format!(".{i}.{module}")
+            });
+        }
+    }
+    for module in &ft.freeze_extra_modules {
+        if !non_hidden.contains(module.as_str()) {
+            return Err(unknown_module(
+                "freeze_extra_modules",
+                module,
+                &non_hidden,
+                "a module outside the decoder layers",
+            ));
+        }
+        patterns.push(module.clone());
+    }
+    let trainable: Vec<String> = names
+        .into_iter()
+        .filter(|n| patterns.iter().any(|p| n.contains(p.as_str())))
+        .collect();
+    if trainable.is_empty() {
+        return Err(TrainError::Config(format!(
+            "freeze tuning trains no weight (`freeze_trainable_layers: {}`, `freeze_extra_modules: [{}]`); hint: set `freeze_trainable_layers` to a non-zero count or list `freeze_extra_modules`",
+            ft.freeze_trainable_layers,
+            ft.freeze_extra_modules.join(", ")
+        )));
+    }
+    info!(patterns = %patterns.join(","), "freeze tuning: trainable layers");
+    Ok(trainable)
+}
+
+/// The decoder layer indices freeze tuning trains out of `num_layers`: the last `n` for
+/// `n > 0`, the first `|n|` otherwise.
+fn freeze_layer_ids(n: i64, num_layers: usize) -> Range<usize> {
+    let count = usize::try_from(n.unsigned_abs()).unwrap_or(usize::MAX);
+    if n > 0 {
+        num_layers.saturating_sub(count)..num_layers
+    } else {
+        0..count.min(num_layers)
+    }
+}
+
+/// The modules directly inside a decoder layer, as LLaMA-Factory finds them: for names
+/// holding `.0.` (or `.1.`), the first segment after the last such mark.
+fn hidden_modules(names: &[String]) -> BTreeSet<&str> {
+    names
+        .iter()
+        .filter_map(|n| {
+            let mark = [".0.", ".1."].into_iter().find(|m| n.contains(m))?;
+            n.rsplit(mark).next()?.split('.').next()
+        })
+        .collect()
+}
+
+/// The modules that own weights outside the layers (no numeric segment inside the name):
+/// the segment before the last (`model.norm.weight` → `norm`).
+fn non_hidden_modules(names: &[String]) -> BTreeSet<&str> {
+    names
+        .iter()
+        .filter_map(|n| {
+            let segs: Vec<&str> = n.split('.').collect();
+            let inner = segs.get(1..segs.len().saturating_sub(1)).unwrap_or(&[]);
+            let numeric = inner
+                .iter()
+                .any(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+            if numeric {
+                None
+            } else {
+                segs.len().checked_sub(2).and_then(|i| segs.get(i)).copied()
+            }
+        })
+        .collect()
+}
+
+/// The error for a freeze module name that `model` does not have.
+fn unknown_module(key: &str, module: &str, valid: &BTreeSet<&str>, what: &str) -> TrainError {
+    TrainError::Config(format!(
+        "`{key}`: module `{module}` is not found; choose from {} ({what})",
+        valid.iter().copied().collect::<Vec<_>>().join(", ")
+    ))
+}
+
 /// Every weight as a [`Var`], the model rebuilt on them (full fine-tuning).
 ///
 /// Errors: [`TrainError::Model`], [`TrainError::Candle`].
 pub fn full_params(model: CausalLM) -> Result<(CausalLM, Vec<TrainableParam>), TrainError> {
+    params_where(model, |_| true)
+}
+
+/// The weights whose HF name satisfies `trainable` as f32 [`Var`]s (copies), the others
+/// kept as they are, and the model rebuilt on them; the params in model order.
+///
+/// Errors: [`TrainError::Model`], [`TrainError::Candle`].
+pub fn params_where(
+    model: CausalLM,
+    trainable: impl Fn(&str) -> bool,
+) -> Result<(CausalLM, Vec<TrainableParam>), TrainError> {
     let mut tensors = BTreeMap::new();
     let mut params = Vec::new();
     for (name, t) in model.named_tensors() {
-        let v = Var::from_tensor(&t)?;
-        tensors.insert(name.clone(), v.as_tensor().clone());
-        params.push(TrainableParam::new(name, v));
+        if trainable(&name) {
+            let v = Var::from_tensor(&t.to_dtype(candle_core::DType::F32)?)?;
+            tensors.insert(name.clone(), v.as_tensor().clone());
+            params.push(TrainableParam::new(name, v));
+        } else {
+            tensors.insert(name, t);
+        }
     }
     let rebuilt = CausalLM::from_weights(
         model.config.clone(),
