@@ -1,11 +1,12 @@
-//! `ferrotune train` for `stage: pt | sft` with `finetuning_type: lora | full`, top to bottom:
-//! config → model → tokenizer, template and data → adapters (or every weight) → optimizer →
+//! `ferrotune train` for `stage: pt | sft` with `finetuning_type: lora | freeze | full`, top
+//! to bottom: config → model → tokenizer, template and data → trainable tensors
+//! ([`crate::tuning`]) → optimizer →
 //! [`Trainer::train_on`] → adapter or model, tokenizer, metrics, state and loss plot in
 //! `output_dir`, as LLaMA-Factory's `run_sft`/`run_pt` (v0.9.5 `train/{sft,pt}/workflow.py`).
 //!
 //! Checkpoints (`save_strategy`, `save_steps`, `save_total_limit`, `save_only_model`) and
-//! `resume_from_checkpoint` go through [`crate::checkpoint`]. Not built: finding the last
-//! checkpoint of `output_dir` by itself (HF's `get_last_checkpoint`): name it explicitly.
+//! `resume_from_checkpoint` go through [`crate::checkpoint`]; without it a run continues from
+//! the last checkpoint of a non-empty `output_dir` unless `overwrite_output_dir` ([`resume_point`]).
 
 use std::path::{Path, PathBuf};
 
@@ -43,15 +44,15 @@ pub struct RunSummary {
 
 /// Trains and/or evaluates as `cfg` says (`do_train`, `do_eval`) and writes the outputs into
 /// `output_dir`; returns the summary. With `do_train: false` and `do_eval: true` the model
-/// (plus the adapter of `adapter_name_or_path`, if one) is evaluated and only the metrics are
-/// written.
+/// (plus the adapters of `adapter_name_or_path`, merged) is evaluated and only the metrics
+/// are written.
 ///
 /// Training continues from `resume_from_checkpoint`, or by itself from the last checkpoint
 /// of a non-empty `output_dir` unless `overwrite_output_dir` (see [`resume_point`]).
 ///
 /// Errors: [`TrainError::Config`] for stages other than pt/sft, finetuning types not built,
 /// an `output_dir` that holds a finished model but no checkpoint, `do_eval` without an
-/// evaluation set, several adapters to evaluate; every setup, loop and output error.
+/// evaluation set; every setup, loop and output error.
 pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
     // 1. What is asked, and what is not built yet.
     let (ft, ta) = (&cfg.finetuning, &cfg.training);
@@ -67,7 +68,7 @@ pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
     } else {
         None
     };
-    std::fs::create_dir_all(&output_dir).map_err(|e| TrainError::io(&output_dir, e))?;
+    crate::outputs::prepare_output_dir(&output_dir)?;
 
     // 2. Model and tokenizer.
     let name = cfg.model.model_name_or_path.as_deref().ok_or_else(|| {
@@ -311,12 +312,11 @@ fn plot_history(dir: &Path, history: &[HistoryEntry], title: &str) -> Result<(),
     Ok(())
 }
 
-/// `do_train: false`, `do_eval: true`: evaluates `model` with the adapter of
-/// `adapter_name_or_path` (one folder, PEFT layout) if given and writes `eval_results.json`
-/// and `all_results.json` into `output_dir`.
+/// `do_train: false`, `do_eval: true`: evaluates `model` with the adapters of
+/// `adapter_name_or_path` (PEFT folders, merged in order) if given and writes
+/// `eval_results.json` and `all_results.json` into `output_dir`.
 ///
-/// Errors: [`TrainError::Config`] for several adapters (stacking is not built yet), adapter
-/// load errors, the errors of [`evaluate`] and of writing the metrics.
+/// Errors: adapter load errors, the errors of [`evaluate`] and of writing the metrics.
 fn evaluate_only(
     cfg: &Config,
     mut model: CausalLM,
