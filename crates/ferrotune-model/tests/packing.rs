@@ -28,8 +28,14 @@ fn check(variant: &str) {
     let mut mask = vec![1u32; a.len()];
     mask.extend(vec![2u32; b.len()]);
     mask.extend([0, 0]);
-    let ids = Tensor::new(ids.as_slice(), &dev).unwrap().unsqueeze(0).unwrap();
-    let mask = Tensor::new(mask.as_slice(), &dev).unwrap().unsqueeze(0).unwrap();
+    let ids = Tensor::new(ids.as_slice(), &dev)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let mask = Tensor::new(mask.as_slice(), &dev)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let packed = model.forward(&ids, Some(&mask)).unwrap().i(0).unwrap();
     let pa = packed.narrow(0, 0, a.len()).unwrap();
     let pb = packed.narrow(0, a.len(), b.len()).unwrap();
@@ -41,7 +47,10 @@ fn check(variant: &str) {
     let ones = Tensor::ones((1, a.len() + b.len() + 2), candle_core::DType::U32, &dev).unwrap();
     let mixed = model.forward(&ids, Some(&ones)).unwrap().i(0).unwrap();
     let mb = mixed.narrow(0, a.len(), b.len()).unwrap();
-    assert!(max_abs_diff(&mb, &lb) > 1e-3, "{variant}: cross-attention had no effect");
+    assert!(
+        max_abs_diff(&mb, &lb) > 1e-3,
+        "{variant}: cross-attention had no effect"
+    );
 }
 
 #[test]
