@@ -7,6 +7,7 @@
 
 use candle_core::{DType, Tensor};
 
+use crate::cache::{KvCache, LayerKvCache};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::layers::{attention_bias, Attention, Mlp, RmsNorm};
@@ -65,6 +66,28 @@ impl DecoderLayer {
         let h = (x + self
             .self_attn
             .forward(&self.input_layernorm.forward(x)?, rope, mask)?)?;
+        Ok((&h
+            + self
+                .mlp
+                .forward(&self.post_attention_layernorm.forward(&h)?)?)?)
+    }
+
+    /// The block over new tokens only, their keys and values appended to `cache`: `x`
+    /// `[B, T, C]` → `[B, T, C]`; `rope` at the new tokens' positions, `mask` `[B or 1, 1, T, S]`
+    /// or `None` (see [`Attention::forward_with_cache`]).
+    pub fn forward_with_cache(
+        &self,
+        x: &Tensor,
+        rope: &RopeTables,
+        mask: Option<&Tensor>,
+        cache: &mut LayerKvCache,
+    ) -> Result<Tensor> {
+        let h = (x + self.self_attn.forward_with_cache(
+            &self.input_layernorm.forward(x)?,
+            rope,
+            mask,
+            cache,
+        )?)?;
         Ok((&h
             + self
                 .mlp
@@ -132,18 +155,9 @@ impl CausalLM {
         input_ids: &Tensor,
         attention_mask: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let (b, t) = input_ids.dims2()?;
+        let t = input_ids.dim(1)?;
         let device = input_ids.device();
-        let c = self.config.hidden_size;
-        let ids = input_ids.to_dtype(DType::U32)?.flatten_all()?;
-        let mut x = self
-            .embed_tokens
-            .index_select(&ids, 0)?
-            .reshape((b, t, c))?;
-        if self.config.switches.scale_embeddings {
-            // Gemma multiplies by √C rounded to the activation dtype.
-            x = (x * f64::from((c as f32).sqrt()))?;
-        }
+        let mut x = self.embed(input_ids)?;
         let rope = RopeTables::new(&self.config, &arange_positions(t), device)?;
         let mask = attention_bias(t, self.config.sliding_window, attention_mask, device)?;
         for layer in &self.layers {
@@ -155,9 +169,86 @@ impl CausalLM {
     /// Next-token logits for every position: `[B, T]` u32 → `[B, T, V]` f32.
     pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
         let h = self.forward_hidden(input_ids, attention_mask)?;
+        self.logits(&h)
+    }
+
+    /// Final hidden states of new tokens, attending to everything in `cache` (prefill: an empty
+    /// cache and the whole prompt; decode: one token per row). `input_ids` `[B, T]` u32 and an
+    /// optional `attention_mask` `[B, T]` (1 token, 0 padding; prompts are left-padded) →
+    /// `[B, T, C]` f32. Each row's positions continue from its count of cached real tokens
+    /// (see [`KvCache`]); the new keys and values are appended to `cache`.
+    ///
+    /// Agrees with [`CausalLM::forward_hidden`] on the concatenated sequence (same positions,
+    /// same masking) up to float summation order.
+    ///
+    /// Errors: [`crate::ModelError::Cache`] when the batch size differs from the cached one or
+    /// the mask is not `[B, T]`; after any error, [`KvCache::reset`] the cache.
+    pub fn forward_hidden_with_cache(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let device = input_ids.device();
+        if cache.layers.len() != self.layers.len() {
+            return Err(crate::ModelError::Cache {
+                msg: format!(
+                    "cache has {} layers, the model {}; hint: build it with KvCache::new(&model.config)",
+                    cache.layers.len(),
+                    self.layers.len()
+                ),
+            });
+        }
+        let step = cache.begin_step(b, t, attention_mask, device)?;
+        let rope = if step.shared_positions {
+            let row = step.positions.first().map_or(&[][..], Vec::as_slice);
+            RopeTables::new(&self.config, row, device)?
+        } else {
+            RopeTables::for_rows(&self.config, &step.positions, device)?
+        };
+        let mut x = self.embed(input_ids)?;
+        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            x = layer.forward_with_cache(&x, &rope, step.mask.as_ref(), layer_cache)?;
+        }
+        self.norm.forward(&x)
+    }
+
+    /// Logits of new tokens over a cache: `[B, T]` u32 → `[B, T, V]` f32
+    /// (see [`CausalLM::forward_hidden_with_cache`] for the cache, mask and errors).
+    pub fn forward_with_cache(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let h = self.forward_hidden_with_cache(input_ids, attention_mask, cache)?;
+        self.logits(&h)
+    }
+
+    /// Token embeddings: `input_ids` `[B, T]` (any integer dtype) → `[B, T, C]` f32, times √C
+    /// for gemma.
+    pub fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let c = self.config.hidden_size;
+        let ids = input_ids.to_dtype(DType::U32)?.flatten_all()?;
+        let mut x = self
+            .embed_tokens
+            .index_select(&ids, 0)?
+            .reshape((b, t, c))?;
+        if self.config.switches.scale_embeddings {
+            // Gemma multiplies by √C rounded to the activation dtype.
+            x = (x * f64::from((c as f32).sqrt()))?;
+        }
+        Ok(x)
+    }
+
+    /// The LM head: final hidden states `[B, T, C]` f32 → logits `[B, T, V]` f32 (the tied
+    /// embedding matrix when there is no `lm_head`).
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-        let (b, t, c) = h.dims3()?;
-        let logits = crate::layers::matmul_wt(&h.reshape((b * t, c))?, head)?;
+        let (b, t, c) = hidden.dims3()?;
+        let logits = crate::layers::matmul_wt(&hidden.reshape((b * t, c))?, head)?;
         Ok(logits.reshape((b, t, self.config.vocab_size))?)
     }
 

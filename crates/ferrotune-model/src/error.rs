@@ -132,6 +132,13 @@ pub enum ModelError {
         /// What is wrong, with the shapes or the label at fault.
         msg: String,
     },
+    /// The key/value cache does not fit the step it is asked to run (another batch size, a
+    /// mask of the wrong shape).
+    #[error("kv cache: {msg}")]
+    Cache {
+        /// What is wrong, with the shapes at fault.
+        msg: String,
+    },
     /// An error from the GGUF reader or tokenizer layer.
     #[error(transparent)]
     Hub(#[from] ferrotune_hub::HubError),

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod adapters;
+pub mod cache;
 pub mod config;
 pub mod decoder;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod loss;
 pub mod rope;
 pub mod weights;
 
+pub use cache::{CacheStep, KvCache, LayerKvCache};
 pub use config::{Activation, ArchSwitches, HfConfig, ModelConfig, RopeScaling};
 pub use decoder::{CausalLM, DecoderLayer};
 pub use error::{ModelError, Result};

@@ -54,12 +54,14 @@ pub fn inv_freq(cfg: &ModelConfig) -> Vec<f64> {
     }
 }
 
-/// Cosine and sine tables for positions `0..seq_len`.
+/// Cosine and sine tables for positions `0..seq_len`, or per-row positions (left-padded batches
+/// in generation, see [`RopeTables::for_rows`]).
 #[derive(Debug, Clone)]
 pub struct RopeTables {
-    /// `[T, D_rot]` f32, each frequency repeated for both halves.
+    /// `[T, D_rot]` f32, each frequency repeated for both halves; `[B, 1, T, D_rot]` when built
+    /// per row.
     pub cos: Tensor,
-    /// `[T, D_rot]` f32.
+    /// `[T, D_rot]` f32, or `[B, 1, T, D_rot]` per row.
     pub sin: Tensor,
 }
 
@@ -71,20 +73,41 @@ impl RopeTables {
         let freqs = inv_freq(cfg);
         let half = freqs.len();
         let t = positions.len();
-        let mut cos = Vec::with_capacity(t * 2 * half);
-        let mut sin = Vec::with_capacity(t * 2 * half);
-        for &p in positions {
-            for _ in 0..2 {
-                for f in &freqs {
-                    let a = f64::from(p) * f;
-                    cos.push(a.cos() as f32);
-                    sin.push(a.sin() as f32);
-                }
-            }
-        }
+        let (cos, sin) = angle_tables(&freqs, positions);
         Ok(Self {
             cos: Tensor::from_vec(cos, (t, 2 * half), device)?,
             sin: Tensor::from_vec(sin, (t, 2 * half), device)?,
+        })
+    }
+
+    /// Tables with one row of positions per batch row, `positions` `[B][T]` (every row of the
+    /// same length T): `cos`/`sin` `[B, 1, T, D_rot]`, broadcast over the heads by
+    /// [`RopeTables::apply`]. Used for left-padded batches, whose rows start counting at their
+    /// first real token.
+    ///
+    /// Errors: rows of different lengths.
+    pub fn for_rows(cfg: &ModelConfig, positions: &[Vec<u32>], device: &Device) -> Result<Self> {
+        let freqs = inv_freq(cfg);
+        let half = freqs.len();
+        let b = positions.len();
+        let t = positions.first().map_or(0, Vec::len);
+        let mut cos = Vec::with_capacity(b * t * 2 * half);
+        let mut sin = Vec::with_capacity(b * t * 2 * half);
+        for (r, row) in positions.iter().enumerate() {
+            if row.len() != t {
+                return Err(candle_core::Error::Msg(format!(
+                    "rope positions: row {r} has {} positions, row 0 has {t}",
+                    row.len()
+                ))
+                .into());
+            }
+            let (c, s) = angle_tables(&freqs, row);
+            cos.extend(c);
+            sin.extend(s);
+        }
+        Ok(Self {
+            cos: Tensor::from_vec(cos, (b, 1, t, 2 * half), device)?,
+            sin: Tensor::from_vec(sin, (b, 1, t, 2 * half), device)?,
         })
     }
 
@@ -92,7 +115,7 @@ impl RopeTables {
     /// dimensions, where `rotate_half([x1, x2]) = [-x2, x1]`; the rest passes through.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let d = x.dim(D::Minus1)?;
-        let d_rot = self.cos.dim(1)?;
+        let d_rot = self.cos.dim(D::Minus1)?;
         let (x_rot, x_pass) = if d_rot == d {
             (x.clone(), None)
         } else {
@@ -113,6 +136,24 @@ impl RopeTables {
             Some(p) => Tensor::cat(&[&out, &p], D::Minus1)?,
         })
     }
+}
+
+/// Row-major `[T, D_rot]` cosines and sines of `position · freq`, each frequency repeated for
+/// both halves; angles in f64, rounded once to f32.
+fn angle_tables(freqs: &[f64], positions: &[u32]) -> (Vec<f32>, Vec<f32>) {
+    let n = positions.len() * 2 * freqs.len();
+    let mut cos = Vec::with_capacity(n);
+    let mut sin = Vec::with_capacity(n);
+    for &p in positions {
+        for _ in 0..2 {
+            for f in freqs {
+                let a = f64::from(p) * f;
+                cos.push(a.cos() as f32);
+                sin.push(a.sin() as f32);
+            }
+        }
+    }
+    (cos, sin)
 }
 
 /// Positions `0..t` as u32.

@@ -6,6 +6,7 @@
 
 use candle_core::{DType, Device, Tensor, D};
 
+use crate::cache::LayerKvCache;
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::layers::{Linear, RmsNorm};
@@ -124,6 +125,31 @@ impl Attention {
 
     /// `x` `[B, T, C]`, `mask` additive `[B or 1, 1, T, T]` f32 → `[B, T, C]`.
     pub fn forward(&self, x: &Tensor, rope: &RopeTables, mask: &Tensor) -> Result<Tensor> {
+        let (q, key, v) = self.project(x, rope)?;
+        self.attend(&q, &key, &v, Some(mask))
+    }
+
+    /// Incremental attention over cached keys: `x` `[B, T, C]` holds only the new tokens, whose
+    /// keys and values (after RoPE at `rope`'s positions) are appended to `cache`; the queries
+    /// then attend to all `S` cached positions. `mask` is additive `[B or 1, 1, T, S]` f32, or
+    /// `None` when every query may see every key (one decode step without padding). → `[B, T, C]`.
+    ///
+    /// Errors: [`crate::ModelError::Cache`] when `cache` holds another batch or head layout.
+    pub fn forward_with_cache(
+        &self,
+        x: &Tensor,
+        rope: &RopeTables,
+        mask: Option<&Tensor>,
+        cache: &mut LayerKvCache,
+    ) -> Result<Tensor> {
+        let (q, key, v) = self.project(x, rope)?;
+        let (key, v) = cache.append(&key, &v)?;
+        self.attend(&q, &key, &v, mask)
+    }
+
+    /// Projections, per-head norms and RoPE: `x` `[B, T, C]` → queries `[B, H, T, D]`, keys and
+    /// values `[B, K, T, D]`, all contiguous.
+    fn project(&self, x: &Tensor, rope: &RopeTables) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, t, _c) = x.dims3()?;
         let (h, k, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let (q, key, v) = match &self.qkv {
@@ -152,16 +178,34 @@ impl Attention {
         let q = rope.apply(&q.transpose(1, 2)?.contiguous()?)?;
         let key = rope.apply(&key.transpose(1, 2)?.contiguous()?)?;
         let v = v.reshape((b, t, k, d))?.transpose(1, 2)?.contiguous()?;
+        Ok((q, key, v))
+    }
 
+    /// `softmax(Q·Kᵀ/√D + mask)·V` then `o_proj`: `q` `[B, H, T, D]`, `key` and `v`
+    /// `[B, K, S, D]` (S = T without a cache), `mask` additive `[B or 1, 1, T, S]` → `[B, T, C]`.
+    fn attend(
+        &self,
+        q: &Tensor,
+        key: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, h, t, d) = q.dims4()?;
+        let (k, s) = (self.num_kv_heads, key.dim(2)?);
         let n_rep = h / k;
         let scale = 1.0 / (d as f64).sqrt();
         // Queries grouped by their key/value head: [B, K, (H/K)·T, D].
         let q = q.reshape((b, k, n_rep * t, d))?;
-        let scores = (q.matmul(&key.t()?)? * scale)?; // [B, K, (H/K)·T, T]
-        let scores = scores.reshape((b, h, t, t))?.broadcast_add(mask)?;
-        let probs = softmax_last_dim(&scores)?.reshape((b, k, n_rep * t, t))?;
-        let out = probs.matmul(&v)?; // [B, K, (H/K)·T, D]
-                                     // [B, H, T, D] -> [B, T, H, D] -> [B, T, H·D]
+        let scores = (q.matmul(&key.t()?)? * scale)?; // [B, K, (H/K)·T, S]
+        let scores = scores.reshape((b, h, t, s))?;
+        let scores = match mask {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
+        };
+        let probs = softmax_last_dim(&scores)?.reshape((b, k, n_rep * t, s))?;
+        let out = probs.matmul(v)?; // [B, K, (H/K)·T, D]
+
+        // [B, H, T, D] -> [B, T, H, D] -> [B, T, H·D]
         let out = out
             .reshape((b, h, t, d))?
             .transpose(1, 2)?
