@@ -130,7 +130,8 @@ pub fn round_to(x: f64, digits: i32) -> f64 {
 }
 
 /// Writes log lines to `output_dir/trainer_log.jsonl` (each write replaces the file through a
-/// temporary name, so a reader never sees half a line) and drives the progress bar.
+/// temporary name, so a reader never sees half a line; see [`TrainLogger::continue_from`]
+/// for what happens to an existing file) and drives the progress bar.
 #[derive(Debug)]
 pub struct TrainLogger {
     path: Option<PathBuf>,
@@ -159,6 +160,36 @@ impl TrainLogger {
             bar,
             start: Instant::now(),
         }
+    }
+
+    /// Starts `trainer_log.jsonl` for a run at `pos`: the lines of an earlier run up to step
+    /// `pos.global_step` are kept (a run resumed from a checkpoint continues the log of the
+    /// run that wrote it), later lines (written after that checkpoint by a run that was then
+    /// stopped) and every line of a fresh run's folder (`pos.global_step` 0) are dropped.
+    /// LLaMA-Factory's `LogCallback` appends to the file instead, which repeats the steps
+    /// done after the checkpoint; the resumed log here reads as the uninterrupted one.
+    ///
+    /// Errors: [`TrainError::Io`] when the log exists but cannot be read or rewritten.
+    pub fn continue_from(&mut self, pos: &LoopPosition) -> Result<(), TrainError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(TrainError::io(path, e)),
+        };
+        self.lines.clear();
+        for line in text.lines() {
+            let step = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("current_steps").and_then(serde_json::Value::as_u64));
+            if step.is_some_and(|s| s <= pos.global_step) {
+                self.lines.push_str(line);
+                self.lines.push('\n');
+            }
+        }
+        write_atomic(path, self.lines.as_bytes())
     }
 
     /// Seconds since the logger was made.

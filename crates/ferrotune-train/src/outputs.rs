@@ -1,10 +1,12 @@
 //! The files a run leaves in `output_dir`, as the Hugging Face Trainer and LLaMA-Factory
 //! name them: `train_results.json`, `all_results.json`, `trainer_state.json`, the tokenizer
 //! files, and the full model (`model.safetensors` + `config.json`) for `finetuning_type: full`.
-//! Every file is written under a temporary name and renamed into place.
+//! Every file is written under a temporary name, flushed to disk and renamed into place
+//! ([`write_atomic`]), so that a run killed at any moment leaves each file old or whole.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
 use ferrotune_hub::tokenizer::TokenizerBundle;
@@ -15,16 +17,70 @@ use serde_json::{json, Value};
 use crate::error::TrainError;
 use crate::logging::HistoryEntry;
 
-/// Writes `bytes` to `path` through `path.tmp` and a rename, so that readers see the old file
-/// or the whole new one.
+/// Writes `bytes` to `path` through `path.tmp`, flushed to disk (`fsync`) and renamed over
+/// `path`, then flushes the folder: readers, and a run killed at any moment, see the old
+/// file or the whole new one.
 ///
-/// Errors: [`TrainError::Io`] naming the file.
+/// Errors: [`TrainError::Io`] naming the file (the temporary one when writing it fails,
+/// e.g. on a full disk); the temporary file is removed then.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let tmp = temp_path(path);
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .map_err(|e| TrainError::io(&tmp, e));
+    if let Err(e) = written {
+        // Best effort: the write error is the one worth reporting.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))?;
+    sync_path(parent_of(path))
+}
+
+/// `path` with `.tmp` appended to its file name.
+fn temp_path(path: &Path) -> PathBuf {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(|e| TrainError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+    PathBuf::from(tmp)
+}
+
+/// The folder holding `path` (`.` for a bare file name).
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Flushes the file or folder `path` to disk (`fsync`; for a folder, the names it holds,
+/// so that a rename into it survives a crash).
+///
+/// Errors: [`TrainError::Io`] naming `path`.
+pub fn sync_path(path: &Path) -> Result<(), TrainError> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| TrainError::io(path, e))
+}
+
+/// Creates `output_dir` (and its parents) and checks that files can be written in it, by
+/// writing and removing a small probe file, so that an unwritable folder is reported before
+/// training rather than at the first checkpoint.
+///
+/// Errors: [`TrainError::Config`] naming the folder, the cause and the fix (`output_dir`).
+pub fn prepare_output_dir(output_dir: &Path) -> Result<(), TrainError> {
+    let unwritable = |e: std::io::Error| {
+        TrainError::Config(format!(
+            "`output_dir` {} cannot be created or written to: {e}; hint: set `output_dir` to a folder you can write to",
+            output_dir.display()
+        ))
+    };
+    std::fs::create_dir_all(output_dir).map_err(unwritable)?;
+    let probe = output_dir.join(".ferrotune-write-test");
+    std::fs::write(&probe, b"ok").map_err(unwritable)?;
+    std::fs::remove_file(&probe).map_err(unwritable)
 }
 
 /// Writes `value` as indented JSON (2 spaces, as transformers' `save_metrics`) with a final
@@ -162,10 +218,11 @@ pub fn save_tokenizer(
 
 /// Saves every weight of `model` as `model.safetensors` (f32, HF names, a tied head once)
 /// and `config.json`: copied from `source_config` when the model came from an HF folder,
-/// else built from the resolved [`ModelConfig`] (see [`config_json`]).
+/// else built from the resolved [`ModelConfig`] (see [`config_json`]). Each file is written
+/// under a temporary name, flushed and renamed.
 ///
 /// Errors: [`TrainError::Config`] for a RoPE scaling [`config_json`] cannot write,
-/// [`TrainError::Candle`], [`TrainError::Io`].
+/// [`TrainError::Write`] naming the weights file, [`TrainError::Io`] naming the file.
 pub fn save_full_model(
     dir: &Path,
     model: &CausalLM,
@@ -173,9 +230,18 @@ pub fn save_full_model(
 ) -> Result<(), TrainError> {
     let tensors: HashMap<String, Tensor> = model.named_tensors().into_iter().collect();
     let path = dir.join("model.safetensors");
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    candle_core::safetensors::save(&tensors, &tmp)?;
+    let tmp = temp_path(&path);
+    let written = candle_core::safetensors::save(&tensors, &tmp)
+        .map_err(|e| TrainError::Write {
+            path: tmp.clone(),
+            msg: e.to_string(),
+        })
+        .and_then(|()| sync_path(&tmp));
+    if let Err(e) = written {
+        // Best effort: the write error is the one worth reporting.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::rename(&tmp, &path).map_err(|e| TrainError::io(&path, e))?;
     let config_path = dir.join("config.json");
     match source_config {

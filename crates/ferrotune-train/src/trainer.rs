@@ -295,6 +295,7 @@ impl Trainer {
             max_steps,
             self.options.show_progress,
         );
+        logger.continue_from(&pos)?;
         let mut epoch_f = 0.0;
         'epochs: for epoch in pos.epoch_index..num_epochs {
             if pos.global_step >= max_steps {

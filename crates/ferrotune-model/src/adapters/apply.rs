@@ -54,6 +54,20 @@ impl AdapterSet {
     /// Errors: [`ModelError::Adapter`] listing every missing and every unexpected name,
     /// [`ModelError::AdapterShape`] naming the tensor and both shapes.
     pub fn set_values(&self, tensors: &BTreeMap<String, Tensor>, path: &Path) -> Result<()> {
+        // Shapes first: a mismatch is the clearest sign of an adapter made for another model.
+        for (name, var) in &self.params {
+            if let Some(t) = tensors
+                .get(name)
+                .filter(|t| t.dims() != var.as_tensor().dims())
+            {
+                return Err(ModelError::AdapterShape {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                    expected: var.as_tensor().dims().to_vec(),
+                    got: t.dims().to_vec(),
+                });
+            }
+        }
         let missing: Vec<&str> = self
             .params
             .keys()
@@ -70,29 +84,38 @@ impl AdapterSet {
                 path: path.to_path_buf(),
                 msg: format!(
                     "missing tensors: [{}]; unexpected tensors: [{}]; hint: check target_modules \
-                     and modules_to_save in adapter_config.json",
-                    missing.join(", "),
-                    unexpected.join(", ")
+                     and modules_to_save in adapter_config.json, and that the adapter was made \
+                     for this base model",
+                    abbreviate(&missing),
+                    abbreviate(&unexpected)
                 ),
             });
         }
         for (name, var) in &self.params {
-            let Some(t) = tensors.get(name) else { continue };
-            if t.dims() != var.as_tensor().dims() {
-                return Err(ModelError::AdapterShape {
-                    path: path.to_path_buf(),
-                    name: name.clone(),
-                    expected: var.as_tensor().dims().to_vec(),
-                    got: t.dims().to_vec(),
-                });
+            if let Some(t) = tensors.get(name) {
+                var.set(
+                    &t.to_dtype(DType::F32)?
+                        .to_device(var.as_tensor().device())?,
+                )?;
             }
-            var.set(
-                &t.to_dtype(DType::F32)?
-                    .to_device(var.as_tensor().device())?,
-            )?;
         }
         Ok(())
     }
+}
+
+/// Up to 8 names joined by ", ", then "and N more".
+fn abbreviate(names: &[&str]) -> String {
+    const SHOWN: usize = 8;
+    let mut out = names
+        .iter()
+        .take(SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        out.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    out
 }
 
 /// Attaches LoRA (or DoRA) adapters to the linear layers named by `cfg.lora_target` and
