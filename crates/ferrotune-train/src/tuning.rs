@@ -28,7 +28,7 @@ use ferrotune_config::args::FinetuningType;
 use ferrotune_config::{Config, FinetuningArguments};
 use ferrotune_hub::resolve::ModelSource;
 use ferrotune_model::adapters::{
-    apply_lora, load_peft, merge_adapters, set_training, LoraConfig, LoraInit,
+    apply_lora, load_peft, merge_adapter_dirs, set_training, LoraConfig, LoraInit,
 };
 use ferrotune_model::{CausalLM, WeightStore};
 use tracing::info;
@@ -112,8 +112,7 @@ fn source_config(source: &ModelSource) -> Option<std::path::PathBuf> {
 /// from the `lora_*` keys ([`lora_config`], A drawn with `seed`). Dropout is switched on.
 /// The adapter is saved with `base_model_name_or_path: name`.
 ///
-/// Errors: [`TrainError::Config`] for an adapter path that is not a folder;
-/// [`TrainError::Model`] for adapter files that do not load or do not fit the base (a shape
+/// Errors: [`TrainError::Model`] for an adapter path that is not a folder, adapter files that do not load or do not fit the base (a shape
 /// mismatch names the tensor and both shapes), and for bad `lora_*` settings.
 pub fn setup_lora(cfg: &Config, model: CausalLM, name: &str) -> Result<Trainable, TrainError> {
     let paths = &cfg.model.adapter_name_or_path;
@@ -124,7 +123,7 @@ pub fn setup_lora(cfg: &Config, model: CausalLM, name: &str) -> Result<Trainable
     let mut model = merge_adapter_dirs(model, to_merge)?;
     let set = match to_resume {
         Some(path) => {
-            let set = load_peft(adapter_dir(path)?, &mut model)?;
+            let set = load_peft(Path::new(path), &mut model)?;
             let c = &set.config;
             info!(
                 adapter = %path,
@@ -158,41 +157,10 @@ pub fn setup_lora(cfg: &Config, model: CausalLM, name: &str) -> Result<Trainable
 /// `_setup_lora_tuning` without `is_trainable`: every listed adapter is merged, in order).
 /// No adapter listed leaves the model as it is.
 ///
-/// Errors: as [`merge_adapter_dirs`]; on error `model` is unchanged.
+/// Errors: as `ferrotune_model::adapters::merge_adapter_dirs`; on error `model` is unchanged.
 pub fn load_adapters(cfg: &Config, model: &mut CausalLM) -> Result<(), TrainError> {
     *model = merge_adapter_dirs(model.clone(), &cfg.model.adapter_name_or_path)?;
     Ok(())
-}
-
-/// `model` with the PEFT adapter of each folder of `paths` loaded onto it (with the folder's
-/// own `adapter_config.json`) and merged into its weights, one after the other, as PEFT's
-/// `merge_and_unload` (LoRA `W + s·B·A`, DoRA as [`merge_adapters`]). Adapters trained with
-/// `modules_to_save` leave those modules' trained copies in the result.
-///
-/// Errors: [`TrainError::Config`] for a path that is not a folder; [`TrainError::Model`] for
-/// adapter files that do not load or do not fit (a shape mismatch names the tensor and both
-/// shapes).
-pub fn merge_adapter_dirs(mut model: CausalLM, paths: &[String]) -> Result<CausalLM, TrainError> {
-    for path in paths {
-        let set = load_peft(adapter_dir(path)?, &mut model)?;
-        model = merge_adapters(&model)?;
-        info!(adapter = %path, tensors = set.params.len(), "adapter merged into the base");
-    }
-    Ok(model)
-}
-
-/// An entry of `adapter_name_or_path` as a local folder.
-///
-/// Errors: [`TrainError::Config`] when it is not a folder (hub ids are not resolved).
-fn adapter_dir(path: &str) -> Result<&Path, TrainError> {
-    let dir = Path::new(path);
-    if dir.is_dir() {
-        Ok(dir)
-    } else {
-        Err(TrainError::Config(format!(
-            "`adapter_name_or_path`: `{path}` is not a folder; hint: give the local folder that holds adapter_config.json and adapter_model.safetensors"
-        )))
-    }
 }
 
 /// The adapter settings of LLaMA-Factory's finetuning arguments.

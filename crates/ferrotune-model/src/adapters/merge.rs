@@ -1,6 +1,8 @@
 //! Merging adapters into the base weights for export: pure functions over weights; the
 //! model they read is left as it was.
 
+use std::path::Path;
+
 use candle_core::Tensor;
 
 use super::lora::{LoraAdapter, LoraVariant};
@@ -40,6 +42,20 @@ pub fn merge_adapters(model: &CausalLM) -> Result<CausalLM> {
     merged.embed_tokens = merged.embed_tokens.detach();
     merged.lm_head = merged.lm_head.map(|t| t.detach());
     Ok(merged)
+}
+
+/// `model` with the PEFT adapters of `dirs` merged into it one after the other, as
+/// LLaMA-Factory merges `adapter_name_or_path` entries (`model/adapter.py`,
+/// `_setup_lora_tuning`); each is loaded onto the model merged so far.
+///
+/// Errors: those of [`super::load_peft`] (not a folder, missing files, a shape the base does not
+/// fit, naming the tensor) and of [`merge_adapters`].
+pub fn merge_adapter_dirs<P: AsRef<Path>>(mut model: CausalLM, dirs: &[P]) -> Result<CausalLM> {
+    for dir in dirs {
+        super::load_peft(dir.as_ref(), &mut model)?;
+        model = merge_adapters(&model)?;
+    }
+    Ok(model)
 }
 
 /// The HF-named weights of the merged model (see [`merge_adapters`]), ready to save;

@@ -33,5 +33,5 @@ mod walk;
 pub use apply::{apply_lora, mix_seed, set_dropout_seed, set_training, AdapterSet, PEFT_PREFIX};
 pub use config::{LoraConfig, LoraInit};
 pub use lora::{LoraAdapter, LoraVariant};
-pub use merge::{merge_adapters, merge_weight, merged_tensors};
+pub use merge::{merge_adapter_dirs, merge_adapters, merge_weight, merged_tensors};
 pub use peft::{load_peft, load_peft_files, read_peft_config, ADAPTER_CONFIG, ADAPTER_WEIGHTS};

@@ -191,6 +191,17 @@ pub fn load_peft_files(config: &Path, weights: &Path, model: &mut CausalLM) -> R
 }
 
 /// Loads the PEFT adapter saved in `dir` (`adapter_config.json` + `adapter_model.safetensors`).
+///
+/// Errors: [`ModelError::Adapter`] when `dir` is not a folder (hub ids are not resolved
+/// here), and the errors of [`load_peft_files`].
 pub fn load_peft(dir: &Path, model: &mut CausalLM) -> Result<AdapterSet> {
+    if !dir.is_dir() {
+        return Err(ModelError::Adapter {
+            path: dir.to_path_buf(),
+            msg: format!(
+                "not a folder; hint: `adapter_name_or_path` takes local folders holding {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS}"
+            ),
+        });
+    }
     load_peft_files(&dir.join(ADAPTER_CONFIG), &dir.join(ADAPTER_WEIGHTS), model)
 }
