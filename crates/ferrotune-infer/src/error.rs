@@ -16,6 +16,10 @@ pub enum InferError {
         /// What is wrong, with a hint naming the fix.
         msg: String,
     },
+    /// A setting of the config that cannot be used (missing model, bad adapter path,
+    /// template errors), naming the key and the fix.
+    #[error("{0}")]
+    Config(String),
     /// A prompt has no tokens.
     #[error("prompt {row} is empty; hint: render the prompt with the chat template first")]
     EmptyPrompt {

@@ -5,6 +5,7 @@
 //!
 //! | piece | what it does |
 //! |---|---|
+//! | [`chat`] | a model, its merged adapters and template loaded from a config; conversations answered |
 //! | [`Generator`] | batched generation (left padding), stop ids, a token callback, streamed text, tokens/s |
 //! | [`GenerationParams`] | the generating keys, their defaults and checks |
 //! | [`sampling`] | repetition penalty, temperature, top-k, top-p, greedy or seeded draws, in transformers' order |
@@ -27,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod chat;
 mod engine;
 mod error;
 mod params;

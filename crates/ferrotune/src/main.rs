@@ -6,6 +6,7 @@ mod commands;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use commands::chat::ChatArgs;
 use commands::preprocess::PreprocessArgs;
 use commands::ConfigArgs;
 
@@ -23,7 +24,7 @@ enum Command {
     /// Train a model (stage pt, sft, rm, ppo, dpo or kto).
     Train(ConfigArgs),
     /// Chat with a model in the terminal.
-    Chat(ConfigArgs),
+    Chat(ChatArgs),
     /// Serve an OpenAI-style API.
     Api(ConfigArgs),
     /// Launch the web UI.
@@ -73,10 +74,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     use commands::pending::not_built;
     match command {
         Command::Train(args) => commands::train::run(&args),
-        Command::Chat(args) => not_built("chat", "inference", &args),
+        Command::Chat(args) => commands::chat::run(&args),
         Command::Api(args) => not_built("api", "API server", &args),
         Command::Webui(args) => not_built("webui", "web UI", &args),
-        Command::Export(args) => not_built("export", "adapter merge and export", &args),
+        Command::Export(args) => commands::export::run(&args),
         Command::Eval(args) => not_built("eval", "benchmark evaluation", &args),
         Command::Preprocess(args) => commands::preprocess::run(&args),
         Command::Estimate(args) => not_built("estimate", "memory estimate", &args),

@@ -15,7 +15,8 @@ pub use finetuning::{
 };
 pub use generating::GeneratingArguments;
 pub use model::{
-    AttentionFunction, ExportDevice, InferBackend, InferDtype, InitSpecialTokens, MixtureOfDepths,
-    ModelArguments, QuantizationMethod, QuantizationType, RopeScaling, SglangLoraBackend,
+    AttentionFunction, ExportDevice, ExportFormat, ExportQuantization, InferBackend, InferDtype,
+    InitSpecialTokens, MixtureOfDepths, ModelArguments, QuantizationMethod, QuantizationType,
+    RopeScaling, SglangLoraBackend,
 };
 pub use training::{HubStrategy, IntervalStrategy, SaveStrategy, SchedulerType, TrainingArguments};

@@ -128,6 +128,37 @@ arg_enum! {
 }
 
 arg_enum! {
+    /// File format of `ferrotune export` (a ferrotune extension; LLaMA-Factory always writes
+    /// a Hugging Face folder).
+    pub enum ExportFormat {
+        /// A Hugging Face folder: safetensors shards, config.json, tokenizer files.
+        Hf = "hf",
+        /// One GGUF v3 file for llama.cpp and Ollama, with an Ollama `Modelfile` beside it.
+        Gguf = "gguf",
+    }
+}
+
+arg_enum! {
+    /// Tensor type of a GGUF export (a ferrotune extension, as llama.cpp's `--outtype`/
+    /// `llama-quantize` types). Norms and other 1-D tensors always stay `f32`.
+    #[allow(non_camel_case_types)]
+    pub enum ExportQuantization {
+        /// 32-bit floats.
+        F32 = "f32",
+        /// IEEE half floats.
+        F16 = "f16",
+        /// bfloat16.
+        Bf16 = "bf16",
+        /// 8-bit blocks of 32 with an f16 scale (ggml `Q8_0`).
+        Q8_0 = "q8_0",
+        /// 4-bit blocks of 32 with an f16 scale (ggml `Q4_0`).
+        Q4_0 = "q4_0",
+        /// 4-bit blocks of 32 with an f16 scale and minimum (ggml `Q4_1`).
+        Q4_1 = "q4_1",
+    }
+}
+
+arg_enum! {
     /// SGLang LoRA GEMM backend.
     pub enum SglangLoraBackend {
         /// Triton kernels.
@@ -270,6 +301,14 @@ arg_group! {
         export_legacy_format: bool = false,
         /// Hub repository to push the exported model to. Default: none.
         export_hub_model_id: Option<String> = None,
+        /// ferrotune extension: what `ferrotune export` writes, `hf` (a Hugging Face folder,
+        /// as LLaMA-Factory) or `gguf` (one GGUF file plus an Ollama `Modelfile`). Default: `hf`.
+        export_format: ExportFormat = ExportFormat::Hf,
+        /// ferrotune extension: tensor type of a GGUF export: `f32`, `f16`, `bf16`, `q8_0`,
+        /// `q4_0` or `q4_1` (1-D tensors stay f32; with the 4-bit types the embeddings and the
+        /// LM head are stored as `q8_0`). Ignored by `hf` exports, whose dtype is `infer_dtype`.
+        /// Default: `f16`.
+        export_quantization: ExportQuantization = ExportQuantization::F16,
 
         /// Maximum sequence length (prompt + response) of the vLLM engine. Default: 4096.
         vllm_maxlen: u64 = 4096,

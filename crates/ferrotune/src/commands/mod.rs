@@ -1,7 +1,9 @@
 //! One module per command family, plus the `[config.yaml] [key=value ...]` arguments they share.
 
+pub mod chat;
 pub mod cpu;
 pub mod env;
+pub mod export;
 pub mod pending;
 pub mod preprocess;
 pub mod train;

@@ -1,0 +1,147 @@
+//! The llama family in llama.cpp's layout: tensor names (`token_embd`, `blk.N.attn_q`, ...,
+//! `output_norm`, `output`), the Q/K row permutation and the `llama.*` metadata, as llama.cpp's
+//! `convert_hf_to_gguf.py` (`LlamaModel`) and `gguf-py/gguf/constants.py` name them.
+
+use candle_core::Tensor;
+use ferrotune_hub::gguf::GgufValue;
+use ferrotune_model::rope::inv_freq;
+use ferrotune_model::{ModelConfig, RopeScaling};
+
+use crate::error::{ExportError, Result};
+
+/// The llama.cpp name of an HF tensor name, or `None` for a name outside the llama layout.
+pub fn gguf_name(hf: &str) -> Option<String> {
+    match hf {
+        "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
+        "model.norm.weight" => return Some("output_norm.weight".into()),
+        "lm_head.weight" => return Some("output.weight".into()),
+        _ => {}
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (module, kind) = rest.rsplit_once('.')?;
+    let part = match module {
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.o_proj" => "attn_output",
+        "mlp.gate_proj" => "ffn_gate",
+        "mlp.up_proj" => "ffn_up",
+        "mlp.down_proj" => "ffn_down",
+        "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" => "ffn_norm",
+        _ => return None,
+    };
+    Some(format!("blk.{layer}.{part}.{kind}"))
+}
+
+/// Permutes the rows of q_proj/k_proj (weight `[heads·D, C]` or bias `[heads·D]`) from HF's
+/// rotate-half RoPE layout to llama.cpp's interleaved one: each head's rows
+/// `reshape(2, D/2).swapaxes` (`LlamaModel.permute`); the inverse of what ferrotune's GGUF
+/// loader undoes. Other tensors pass through.
+pub fn permute_qk(hf: &str, t: Tensor, cfg: &ModelConfig) -> Result<Tensor> {
+    let is = |proj: &str| {
+        hf.ends_with(&format!("self_attn.{proj}.weight"))
+            || hf.ends_with(&format!("self_attn.{proj}.bias"))
+    };
+    let heads = if is("q_proj") {
+        cfg.num_attention_heads
+    } else if is("k_proj") {
+        cfg.num_key_value_heads
+    } else {
+        return Ok(t);
+    };
+    let dims = t.dims().to_vec();
+    let out = dims.first().copied().unwrap_or(0);
+    if heads == 0 || out % (2 * heads) != 0 {
+        return Err(ExportError::Config(format!(
+            "tensor `{hf}` has {out} rows, not a multiple of 2 x {heads} heads"
+        )));
+    }
+    let inner: usize = dims.iter().skip(1).product();
+    let half = out / heads / 2;
+    // [heads, 2, D/2, inner] -> [heads, D/2, 2, inner]: row i of the second half of a head
+    // lands next to row i of the first half.
+    Ok(t.reshape((heads, 2, half, inner))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape(dims)?)
+}
+
+/// RoPE frequency divisors for `rope_freqs.weight` `[rotary_dim / 2]` f32 (Llama 3.1 scaling,
+/// or factors read from a GGUF), `None` when the scaling needs no tensor. For Llama 3 scaling
+/// each divisor is the plain frequency over the scaled one, which equals llama.cpp's
+/// `1 / ((1 - smooth) / factor + smooth)`.
+pub fn rope_freqs(cfg: &ModelConfig) -> Option<Vec<f32>> {
+    match &cfg.rope_scaling {
+        RopeScaling::FreqFactors(f) => Some(f.clone()),
+        RopeScaling::Llama3 { .. } => {
+            let plain = inv_freq(&ModelConfig {
+                rope_scaling: RopeScaling::None,
+                ..cfg.clone()
+            });
+            let scaled = inv_freq(cfg);
+            Some(
+                plain
+                    .iter()
+                    .zip(&scaled)
+                    .map(|(p, s)| (p / s) as f32)
+                    .collect(),
+            )
+        }
+        RopeScaling::None | RopeScaling::Linear { .. } => None,
+    }
+}
+
+/// The `llama.*` hyper-parameters (`LLM_KV_*` names of llama.cpp).
+pub fn metadata(cfg: &ModelConfig) -> Vec<(String, GgufValue)> {
+    let k = |s: &str| format!("llama.{s}");
+    let u = |v: usize| GgufValue::U32(v as u32);
+    let mut m = vec![
+        (k("vocab_size"), u(cfg.vocab_size)),
+        (k("context_length"), u(cfg.max_position_embeddings)),
+        (k("embedding_length"), u(cfg.hidden_size)),
+        (k("block_count"), u(cfg.num_hidden_layers)),
+        (k("feed_forward_length"), u(cfg.intermediate_size)),
+        (k("rope.dimension_count"), u(cfg.rotary_dim)),
+        (k("attention.head_count"), u(cfg.num_attention_heads)),
+        (k("attention.head_count_kv"), u(cfg.num_key_value_heads)),
+        (
+            k("attention.layer_norm_rms_epsilon"),
+            GgufValue::F32(cfg.rms_norm_eps as f32),
+        ),
+        (k("rope.freq_base"), GgufValue::F32(cfg.rope_theta as f32)),
+    ];
+    if cfg.head_dim * cfg.num_attention_heads != cfg.hidden_size {
+        m.push((k("attention.key_length"), u(cfg.head_dim)));
+        m.push((k("attention.value_length"), u(cfg.head_dim)));
+    }
+    if let RopeScaling::Linear { factor } = cfg.rope_scaling {
+        m.push((k("rope.scaling.type"), GgufValue::String("linear".into())));
+        m.push((k("rope.scaling.factor"), GgufValue::F32(factor as f32)));
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_llama_cpp() {
+        assert_eq!(
+            gguf_name("model.layers.12.self_attn.o_proj.weight").as_deref(),
+            Some("blk.12.attn_output.weight")
+        );
+        assert_eq!(
+            gguf_name("model.layers.0.post_attention_layernorm.weight").as_deref(),
+            Some("blk.0.ffn_norm.weight")
+        );
+        assert_eq!(
+            gguf_name("lm_head.weight").as_deref(),
+            Some("output.weight")
+        );
+        assert_eq!(gguf_name("model.layers.0.self_attn.qkv_proj.weight"), None);
+    }
+}
