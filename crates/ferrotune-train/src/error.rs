@@ -51,6 +51,9 @@ pub enum TrainError {
     /// Model resolution or the tokenizer files.
     #[error(transparent)]
     Hub(#[from] ferrotune_hub::HubError),
+    /// Loading the model from the config (`ferrotune_infer::chat::load_from_config`).
+    #[error(transparent)]
+    Load(Box<ferrotune_infer::InferError>),
     /// The optimizer.
     #[error(transparent)]
     Optim(#[from] OptimError),
@@ -60,6 +63,12 @@ pub enum TrainError {
     /// A tensor operation.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+}
+
+impl From<ferrotune_infer::InferError> for TrainError {
+    fn from(e: ferrotune_infer::InferError) -> Self {
+        TrainError::Load(Box::new(e))
+    }
 }
 
 impl TrainError {

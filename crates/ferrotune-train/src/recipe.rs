@@ -14,11 +14,9 @@ use candle_core::Device;
 use ferrotune_config::args::Stage;
 use ferrotune_config::Config;
 use ferrotune_data::pipeline::{prepare_dataset, prepare_tokenizer_and_template, PrepareOptions};
-use ferrotune_hub::gguf::GgufFile;
-use ferrotune_hub::resolve::{resolve_model, HubOptions, ModelSource};
-use ferrotune_hub::tokenizer::TokenizerBundle;
+use ferrotune_infer::chat::{load_from_config, LoadedModel};
 use ferrotune_model::adapters::set_training;
-use ferrotune_model::{load_model, CausalLM};
+use ferrotune_model::CausalLM;
 use tracing::{info, warn};
 
 use crate::collate::examples_of;
@@ -71,26 +69,12 @@ pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
     crate::outputs::prepare_output_dir(&output_dir)?;
 
     // 2. Model and tokenizer.
-    let name = cfg.model.model_name_or_path.as_deref().ok_or_else(|| {
-        TrainError::Config(
-            "`model_name_or_path` is not set; hint: set it to a folder, a .gguf file or a hub id"
-                .into(),
-        )
-    })?;
-    let mut hub = HubOptions::from_env();
-    if let Some(dir) = &cfg.model.cache_dir {
-        hub.cache_dir = Some(PathBuf::from(dir));
-    }
-    if let Some(token) = &cfg.model.hf_hub_token {
-        hub.token = Some(token.clone());
-    }
-    let source = resolve_model(name, &hub)?;
-    let tok = match &source {
-        ModelSource::Gguf(path) => TokenizerBundle::from_gguf(&GgufFile::open(path)?)?,
-        ModelSource::HfDir(dir) => TokenizerBundle::from_hf_dir(dir)?,
-    };
-    let model = load_model(&source, device)?;
-    info!(parameters = model.num_parameters(), "model loaded");
+    let LoadedModel {
+        source,
+        tokenizer: tok,
+        model,
+    } = load_from_config(cfg, device)?;
+    let name = cfg.model.model_name_or_path.as_deref().unwrap_or_default();
 
     // 3. Template and data.
     let (tok, template) = prepare_tokenizer_and_template(cfg, tok)?;
