@@ -60,9 +60,25 @@ pub struct Config {
     /// 0.9.5 reduces it in `DataArguments.__post_init__`, before the pt stage turns packing on
     /// by default, so packing by default does not reduce it.
     pub effective_cutoff_len: usize,
+    /// Every key as the user wrote it (file lines, then `key=value` overrides replacing them),
+    /// in writing order: what `training_args.yaml` records of a run.
+    pub written: Vec<(String, serde_json::Value)>,
 }
 
 impl Config {
+    /// The keys as written ([`Config::written`]) as a YAML document, one `key: value` per line
+    /// in writing order: a config that reproduces the run (`training_args.yaml`).
+    pub fn written_yaml(&self) -> String {
+        let mut out = String::new();
+        for (key, value) in &self.written {
+            let mut map = serde_json::Map::new();
+            map.insert(key.clone(), value.clone());
+            // A one-key mapping always serializes; an empty line would only lose that key.
+            out.push_str(&serde_norway::to_string(&map).unwrap_or_default());
+        }
+        out
+    }
+
     /// Loads a `.yaml`/`.yml` (or `.json`) config file and applies `key=value` overrides on top.
     ///
     /// # Errors
@@ -136,6 +152,10 @@ impl Config {
             generating: GeneratingArguments::from_raw(&mut raw)?,
             source: raw.source.clone(),
             effective_cutoff_len: 0,
+            written: written
+                .entries()
+                .map(|(k, e)| (k.to_string(), e.value.clone()))
+                .collect(),
         };
         let packing_written = packing == Some(true) || cfg.data.neat_packing;
         cfg.effective_cutoff_len = cfg

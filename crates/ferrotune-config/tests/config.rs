@@ -809,3 +809,23 @@ fn effective_cutoff_len_follows_llamafactory_packing_rule() {
     let cfg = parse(&format!("{base}stage: sft\n"), &[]).unwrap();
     assert_eq!((cfg.data.packing, cfg.effective_cutoff_len), (false, 128));
 }
+
+#[test]
+fn written_yaml_reproduces_the_config() {
+    let cfg = parse(
+        "model_name_or_path: m\nstage: sft\ndo_train: true\ndataset: a,b\nlearning_rate: 1.0e-4\n",
+        &["lora_rank=16", "learning_rate=2e-4"],
+    )
+    .unwrap();
+    let yaml = cfg.written_yaml();
+    assert!(yaml.contains("lora_rank: 16"), "{yaml}");
+    assert!(
+        !yaml.contains("0.0001"),
+        "the override replaced the file value: {yaml}"
+    );
+    let again = parse(&yaml, &[]).unwrap();
+    assert_eq!(again.finetuning.lora_rank, 16);
+    assert_eq!(again.training.learning_rate, 2e-4);
+    assert_eq!(again.data.dataset, vec!["a".to_string(), "b".to_string()]);
+    assert_eq!(again.written, cfg.written);
+}
