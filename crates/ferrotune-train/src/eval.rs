@@ -19,7 +19,6 @@ use crate::checkpoint::LoopPosition;
 use crate::collate::{collate, Example};
 use crate::error::TrainError;
 use crate::logging::{round_to, TrainLogger};
-use crate::outputs::write_json;
 use crate::trainer::Trainer;
 
 /// What one evaluation measured.
@@ -139,18 +138,7 @@ pub fn evaluate(
 ///
 /// Errors: [`TrainError::Io`]/[`TrainError::Write`] naming the file.
 pub fn save_eval_metrics(dir: &Path, metrics: &Map<String, Value>) -> Result<(), TrainError> {
-    write_json(&dir.join("eval_results.json"), metrics)?;
-    let all_path = dir.join("all_results.json");
-    let mut all: Map<String, Value> = match std::fs::read_to_string(&all_path) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| TrainError::Write {
-            path: all_path.clone(),
-            msg: format!("existing file is not a JSON object: {e}"),
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Map::new(),
-        Err(e) => return Err(TrainError::io(&all_path, e)),
-    };
-    all.extend(metrics.clone());
-    write_json(&all_path, &all)
+    crate::outputs::save_split_metrics(dir, "eval", metrics)
 }
 
 impl Trainer {

@@ -11,6 +11,8 @@
 //! | [`collate`] | right padding of encoded examples into `[B, T]` batches |
 //! | [`optim`] | AdamW as `torch.optim.AdamW`, `clip_grad_norm_`, decay grouping, LoRA+ lr scales, state files |
 //! | [`schedule`] | every `lr_scheduler_type` of transformers' `get_scheduler` as a pure function of the step |
+//! | [`predict`] | `do_predict`: generation on the evaluation set, `generated_predictions.jsonl`, BLEU/ROUGE |
+//! | [`metrics`] | BLEU-4 and ROUGE-1/2/L as LLaMA-Factory's `ComputeSimilarity` (jieba words) |
 //! | [`logging`], [`outputs`], [`plot`] | `trainer_log.jsonl`, result and state files, `training_loss.png` |
 //!
 //! ```
@@ -43,9 +45,11 @@ pub mod collate;
 pub mod error;
 pub mod eval;
 pub mod logging;
+pub mod metrics;
 pub mod optim;
 pub mod outputs;
 pub mod plot;
+pub mod predict;
 pub mod recipe;
 pub mod schedule;
 pub mod trainer;

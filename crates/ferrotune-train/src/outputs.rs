@@ -126,6 +126,31 @@ pub fn peak_memory_mb() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// Writes `{split}_results.json` (`eval`, `predict`) with `metrics` and merges them into
+/// `all_results.json` (keys of an existing file kept, as HF's `save_metrics(split, metrics,
+/// combined=True)`).
+///
+/// Errors: [`TrainError::Io`]/[`TrainError::Write`] naming the file, also for an existing
+/// `all_results.json` that is not a JSON object.
+pub fn save_split_metrics(
+    dir: &Path,
+    split: &str,
+    metrics: &serde_json::Map<String, Value>,
+) -> Result<(), TrainError> {
+    write_json(&dir.join(format!("{split}_results.json")), metrics)?;
+    let all_path = dir.join("all_results.json");
+    let mut all: serde_json::Map<String, Value> = match std::fs::read_to_string(&all_path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| TrainError::Write {
+            path: all_path.clone(),
+            msg: format!("existing file is not a JSON object: {e}"),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::Map::new(),
+        Err(e) => return Err(TrainError::io(&all_path, e)),
+    };
+    all.extend(metrics.clone());
+    write_json(&all_path, &all)
+}
+
 /// Writes `train_results.json` and `all_results.json`.
 ///
 /// Errors: as [`write_json`].

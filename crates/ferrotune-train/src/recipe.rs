@@ -28,6 +28,7 @@ use crate::outputs::{
     TrainerStateSummary,
 };
 use crate::plot::plot_loss;
+use crate::predict::{run_predict, PredictSummary};
 use crate::trainer::{LoopOptions, TrainSummary, Trainer};
 use crate::tuning::{load_adapters, setup_trainable, Trainable};
 
@@ -38,19 +39,23 @@ pub struct RunSummary {
     pub train: Option<TrainSummary>,
     /// The final evaluation (`do_eval: true`).
     pub eval: Option<EvalStats>,
+    /// Generation on the evaluation set (`do_predict: true`).
+    pub predict: Option<PredictSummary>,
 }
 
-/// Trains and/or evaluates as `cfg` says (`do_train`, `do_eval`) and writes the outputs into
-/// `output_dir`; returns the summary. With `do_train: false` and `do_eval: true` the model
-/// (plus the adapters of `adapter_name_or_path`, merged) is evaluated and only the metrics
-/// are written.
+/// Trains, evaluates and/or predicts as `cfg` says (`do_train`, `do_eval`, `do_predict`) and
+/// writes the outputs into `output_dir`; returns the summary. With `do_train: false` the
+/// model (plus the adapters of `adapter_name_or_path`, merged) is evaluated and/or predicts,
+/// and only their files are written. `do_predict` (with `predict_with_generate`) runs last,
+/// on the evaluation set, as [`crate::predict`] describes.
 ///
 /// Training continues from `resume_from_checkpoint`, or by itself from the last checkpoint
 /// of a non-empty `output_dir` unless `overwrite_output_dir` (see [`resume_point`]).
 ///
 /// Errors: [`TrainError::Config`] for stages other than pt/sft, finetuning types not built,
-/// an `output_dir` that holds a finished model but no checkpoint, `do_eval` without an
-/// evaluation set; every setup, loop and output error.
+/// an `output_dir` that holds a finished model but no checkpoint, `do_eval` or `do_predict`
+/// without an evaluation set, `do_eval` with `predict_with_generate`; every setup, loop,
+/// generation and output error.
 pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
     // 1. What is asked, and what is not built yet.
     let (ft, ta) = (&cfg.finetuning, &cfg.training);
@@ -93,10 +98,16 @@ pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
         eprintln!("training example:\n{example}");
     }
     let examples = examples_of(&splits.train)?;
+    // With `predict_with_generate` the evaluation set holds prompts to answer (`do_predict`).
     let eval_examples = match &splits.eval {
-        Some(set) => examples_of(set)?,
-        None => Vec::new(),
+        Some(set) if !ta.predict_with_generate => examples_of(set)?,
+        _ => Vec::new(),
     };
+    if ta.do_eval && ta.predict_with_generate {
+        return Err(TrainError::Config(
+            "`do_eval` with `predict_with_generate` (evaluation by generation) is not built yet; hint: use `do_predict: true` for BLEU/ROUGE, or unset `predict_with_generate` for eval_loss".into(),
+        ));
+    }
     if ta.do_eval && eval_examples.is_empty() {
         return Err(TrainError::Config(
             "`do_eval: true` needs an evaluation set; hint: set `val_size` or `eval_dataset`"
@@ -106,11 +117,26 @@ pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
     let pad_token_id = tok.pad_token_id().or(tok.eos_token_id()).ok_or_else(|| {
         TrainError::Config("the tokenizer has neither a pad nor an eos token; hint: set a template that defines them".into())
     })?;
-    if !ta.do_train && ta.do_eval {
-        let stats = evaluate_only(cfg, model, &eval_examples, pad_token_id, device)?;
+    if !ta.do_train {
+        let mut model = model;
+        load_adapters(cfg, &mut model)?;
+        set_training(&mut model, false);
+        let eval = if ta.do_eval {
+            Some(evaluate_only(
+                cfg,
+                &model,
+                &eval_examples,
+                pad_token_id,
+                device,
+            )?)
+        } else {
+            None
+        };
+        let predict = predict_if_asked(cfg, &model, &tok, &splits)?;
         return Ok(RunSummary {
             train: None,
-            eval: Some(stats),
+            eval,
+            predict,
         });
     }
 
@@ -137,6 +163,11 @@ pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
     set_training(&mut trainer.model, false);
     weights.save(&output_dir, &trainer.model)?;
     save_tokenizer(&output_dir, &tok, None)?;
+    // The config of the run, as LLaMA-Factory's web UI records it.
+    crate::outputs::write_atomic(
+        &output_dir.join("training_args.yaml"),
+        cfg.written_yaml().as_bytes(),
+    )?;
     let rt = summary.runtime_s.max(1e-9);
     let metrics = TrainMetrics {
         epoch: summary.epoch,
@@ -169,9 +200,12 @@ pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
     if ft.plot_loss {
         plot_history(&output_dir, &summary.log_history, &ta.output_dir)?;
     }
+    // 7. As LLaMA-Factory's `run_sft`: prediction last, with the trained model.
+    let predict = predict_if_asked(cfg, &trainer.model, &tok, &splits)?;
     Ok(RunSummary {
         train: Some(summary),
         eval,
+        predict,
     })
 }
 
@@ -296,23 +330,21 @@ fn plot_history(dir: &Path, history: &[HistoryEntry], title: &str) -> Result<(),
     Ok(())
 }
 
-/// `do_train: false`, `do_eval: true`: evaluates `model` with the adapters of
-/// `adapter_name_or_path` (PEFT folders, merged in order) if given and writes
-/// `eval_results.json` and `all_results.json` into `output_dir`.
+/// `do_train: false`, `do_eval: true`: evaluates `model` (with the adapters of
+/// `adapter_name_or_path` already merged) and writes `eval_results.json` and
+/// `all_results.json` into `output_dir`.
 ///
-/// Errors: adapter load errors, the errors of [`evaluate`] and of writing the metrics.
+/// Errors: the errors of [`evaluate`] and of writing the metrics.
 fn evaluate_only(
     cfg: &Config,
-    mut model: CausalLM,
+    model: &CausalLM,
     examples: &[crate::collate::Example],
     pad_token_id: u32,
     device: &Device,
 ) -> Result<EvalStats, TrainError> {
-    load_adapters(cfg, &mut model)?;
-    set_training(&mut model, false);
     let ta = &cfg.training;
     let stats = evaluate(
-        &model,
+        model,
         examples,
         ta.per_device_eval_batch_size,
         pad_token_id,
@@ -321,6 +353,28 @@ fn evaluate_only(
     info!(eval_loss = stats.eval_loss, "evaluated");
     save_eval_metrics(Path::new(&ta.output_dir), &stats.metrics(None))?;
     Ok(stats)
+}
+
+/// `do_predict: true`: answers the evaluation set with `model` (in eval mode) and writes the
+/// predictions and their scores ([`run_predict`]); `None` otherwise.
+///
+/// Errors: [`TrainError::Config`] without an evaluation set; the errors of [`run_predict`].
+fn predict_if_asked(
+    cfg: &Config,
+    model: &CausalLM,
+    tok: &ferrotune_hub::tokenizer::TokenizerBundle,
+    splits: &ferrotune_data::pipeline::TokenizedSplits,
+) -> Result<Option<PredictSummary>, TrainError> {
+    if !cfg.training.do_predict {
+        return Ok(None);
+    }
+    let dataset = splits.eval.as_ref().ok_or_else(|| {
+        TrainError::Config(
+            "`do_predict: true` needs an evaluation set; hint: set `eval_dataset` or `val_size`"
+                .into(),
+        )
+    })?;
+    run_predict(cfg, model.clone(), tok, dataset).map(Some)
 }
 
 fn round3(x: f64) -> f64 {
