@@ -10,7 +10,7 @@ use candle_core::{DType, Tensor};
 use crate::cache::{KvCache, LayerKvCache};
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::layers::{attention_bias, Attention, Mlp, RmsNorm};
+use crate::layers::{attention_bias, Attention, Mlp, QuantizedWeight, RmsNorm};
 use crate::rope::{arange_positions, RopeTables};
 use crate::weights::WeightStore;
 
@@ -108,6 +108,9 @@ pub struct CausalLM {
     pub norm: RmsNorm,
     /// `lm_head.weight` `[V, C]`, or `None` when tied to `embed_tokens`.
     pub lm_head: Option<Tensor>,
+    /// The LM head's GGUF blocks (of `lm_head`, or of `embed_tokens` when tied), kept for
+    /// inference by [`crate::load_gguf_quantized`]; used like [`crate::layers::Linear::quantized`].
+    pub quantized_head: Option<QuantizedWeight>,
 }
 
 impl CausalLM {
@@ -144,6 +147,7 @@ impl CausalLM {
             layers,
             norm,
             lm_head,
+            quantized_head: None,
         })
     }
 
@@ -244,11 +248,20 @@ impl CausalLM {
     }
 
     /// The LM head: final hidden states `[B, T, C]` f32 → logits `[B, T, V]` f32 (the tied
-    /// embedding matrix when there is no `lm_head`).
+    /// embedding matrix when there is no `lm_head`), from [`CausalLM::quantized_head`] when
+    /// it serves the product.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
         let (b, t, c) = hidden.dims3()?;
-        let logits = crate::layers::matmul_wt(&hidden.reshape((b * t, c))?, head)?;
+        let hidden = hidden.reshape((b * t, c))?;
+        let quantized = match &self.quantized_head {
+            Some(q) => q.try_matmul(&hidden, head)?,
+            None => None,
+        };
+        let logits = match quantized {
+            Some(y) => y,
+            None => crate::layers::matmul_wt(&hidden, head)?,
+        };
         Ok(logits.reshape((b, t, self.config.vocab_size))?)
     }
 

@@ -5,7 +5,9 @@
 //! `config.json` or GGUF metadata in `families/`. Weights come from HF safetensors
 //! folders (memory-mapped; f32, f16 or bf16) or GGUF files (dequantized exactly as
 //! llama.cpp does). The forward pass is built from differentiable candle ops and
-//! returns logits for every position, as training needs.
+//! returns logits for every position, as training needs. For inference,
+//! [`load_gguf_quantized`] also keeps a GGUF's Q8_0/Q4_0/Q4_1 blocks, which decode steps
+//! (a few rows, no gradients) multiply directly (`layers::QuantizedWeight`).
 //!
 //! ```no_run
 //! use candle_core::{Device, Tensor};
@@ -35,6 +37,6 @@ pub use config::{Activation, ArchSwitches, HfConfig, ModelConfig, RopeScaling};
 pub use decoder::{CausalLM, DecoderLayer};
 pub use error::{ModelError, Result};
 pub use families::Family;
-pub use load::{load_gguf, load_hf_dir, load_model};
+pub use load::{load_gguf, load_gguf_quantized, load_hf_dir, load_model};
 pub use loss::{causal_lm_loss, causal_lm_loss_mean, IGNORE_INDEX};
 pub use weights::WeightStore;

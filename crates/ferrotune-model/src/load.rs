@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use ferrotune_hub::gguf::GgufFile;
+use ferrotune_hub::gguf::{GgmlType, GgufFile, GgufTensorInfo};
 use ferrotune_hub::resolve::ModelSource;
 
 use crate::config::ModelConfig;
 use crate::decoder::CausalLM;
 use crate::error::{ModelError, Result};
 use crate::families::Family;
+use crate::layers::{QMatrix, QuantizedWeight};
 use crate::weights::WeightStore;
 
 /// Loads a model from a resolved source (see `ferrotune_hub::resolve::resolve_model`).
@@ -117,4 +118,88 @@ pub fn load_gguf(file: &GgufFile, device: &Device) -> Result<CausalLM> {
         }
     }
     CausalLM::from_weights(config, WeightStore::new(file.path(), tensors))
+}
+
+/// Loads a GGUF file for inference: as [`load_gguf`], and in addition every linear weight and
+/// the LM head (`lm_head`, or `embed_tokens` when tied) stored as Q8_0, Q4_0 or Q4_1 is kept in
+/// its blocks ([`QuantizedWeight`]), with llama's Q/K rows reordered like the f32 copy. Decode
+/// steps (at most [`crate::layers::GEMV_MAX_ROWS`] rows, no gradients) then read the blocks,
+/// about 6× fewer bytes than f32 for Q4_1; prefill, adapters and export keep using the f32
+/// weights, which stay in memory. Not for training: see [`QuantizedWeight`].
+///
+/// On a device other than the CPU nothing is kept quantized (the kernels are CPU-only).
+///
+/// Errors: as [`load_gguf`], and [`ModelError::Weights`] when a quantized tensor's bytes do not
+/// match its shape (naming the tensor).
+pub fn load_gguf_quantized(file: &GgufFile, device: &Device) -> Result<CausalLM> {
+    let mut model = load_gguf(file, device)?;
+    if !device.is_cpu() {
+        return Ok(model);
+    }
+    let arch = file.architecture()?;
+    let family = Family::from_name(arch).ok_or_else(|| ModelError::UnsupportedArchitecture {
+        path: file.path().to_path_buf(),
+        arch: arch.to_string(),
+    })?;
+    let by_hf_name: BTreeMap<String, &GgufTensorInfo> = file
+        .tensors()
+        .iter()
+        .filter_map(|info| family.gguf_to_hf_name(&info.name).map(|hf| (hf, info)))
+        .collect();
+    let config = model.config.clone();
+    let blocks = |hf_name: &str| -> Result<Option<QMatrix>> {
+        let Some(info) = by_hf_name.get(hf_name) else {
+            return Ok(None);
+        };
+        read_blocks(file, family, &config, hf_name, info)
+    };
+    for (path, linear) in crate::adapters::linears_mut(&mut model) {
+        if let Some(q) = blocks(&format!("{path}.weight"))? {
+            linear.quantized = Some(QuantizedWeight::new(&linear.weight, q));
+        }
+    }
+    let (head_name, head) = match &model.lm_head {
+        Some(head) => ("lm_head.weight", head),
+        None => ("model.embed_tokens.weight", &model.embed_tokens),
+    };
+    if let Some(q) = blocks(head_name)? {
+        model.quantized_head = Some(QuantizedWeight::new(head, q));
+    }
+    Ok(model)
+}
+
+/// The blocks of a 2-D Q8_0/Q4_0/Q4_1 tensor, its rows in the order the family's GGUF fix gives
+/// the f32 copy (found by applying the fix to the row indices); `None` for other types, or when
+/// the fix does more than reorder rows.
+fn read_blocks(
+    file: &GgufFile,
+    family: Family,
+    config: &ModelConfig,
+    hf_name: &str,
+    info: &GgufTensorInfo,
+) -> Result<Option<QMatrix>> {
+    let kept = matches!(info.dtype, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1);
+    let &[out, k] = info.dims.as_slice() else {
+        return Ok(None);
+    };
+    if !kept {
+        return Ok(None);
+    }
+    let bad = |msg: String| ModelError::Weights {
+        path: file.path().to_path_buf(),
+        msg: format!("tensor `{}`: {msg}", info.name),
+    };
+    let matrix = QMatrix::from_ggml(info.dtype, file.tensor_bytes(info), out, k).map_err(bad)?;
+    let rows: Vec<f32> = (0..out).map(|i| i as f32).collect();
+    let rows = candle_core::Tensor::from_vec(rows, out, &Device::Cpu)?;
+    let order: Vec<usize> = family
+        .fix_gguf_tensor(hf_name, rows, config)?
+        .to_vec1::<f32>()?
+        .into_iter()
+        .map(|v| v as usize)
+        .collect();
+    if order.iter().enumerate().all(|(i, &p)| i == p) {
+        return Ok(Some(matrix));
+    }
+    Ok(matrix.permute_rows(&order).ok())
 }

@@ -35,3 +35,4 @@ pub use config::{LoraConfig, LoraInit};
 pub use lora::{LoraAdapter, LoraVariant};
 pub use merge::{merge_adapter_dirs, merge_adapters, merge_weight, merged_tensors};
 pub use peft::{load_peft, load_peft_files, read_peft_config, ADAPTER_CONFIG, ADAPTER_WEIGHTS};
+pub(crate) use walk::linears_mut;

@@ -5,17 +5,24 @@
 //! weight-gradient GEMM and a zero-filled `[out, in]` buffer that is then thrown away:
 //! about a third of a linear layer's training work, and for the LM head `[V, C]` the largest
 //! single allocation of the step. [`matmul_wt`] routes such products through a custom op
-//! whose backward is `dx = dy·W` alone.
+//! whose backward is `dx = dy·W` alone. Products of a few rows that track no gradient at all
+//! (a decode step) go to the matrix–vector kernels of `layers/gemv.rs` instead.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor};
 
 use crate::error::Result;
+use crate::layers::gemv::{gemv_f32, GEMV_MAX_ROWS};
 
 /// `x` `[rows, in]` · `w`ᵀ with `w` `[out, in]` → `[rows, out]`.
 ///
 /// Uses the dx-only op when `w` is frozen (tracks no gradient), `x` needs gradients, and both
-/// are contiguous f32 on the CPU; otherwise candle's matmul, with the same result.
+/// are contiguous f32 on the CPU; [`crate::layers::gemv_f32`] when neither tracks a gradient
+/// and `x` has at most [`crate::layers::GEMV_MAX_ROWS`] rows (equal up to f32 summation order);
+/// otherwise candle's matmul, with the same result.
 pub fn matmul_wt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if let Some(y) = small_product_without_grad(x, w)? {
+        return Ok(y);
+    }
     let eligible = x.track_op()
         && !w.track_op()
         && x.device().is_cpu()
@@ -30,6 +37,38 @@ pub fn matmul_wt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     } else {
         Ok(x.matmul(&w.t()?)?)
     }
+}
+
+/// `x·Wᵀ` by [`crate::layers::gemv_f32`] when `x` `[rows ≤ GEMV_MAX_ROWS, in]` and `w`
+/// `[out, in]` are f32 on the CPU, `w` contiguous, and neither tracks a gradient; else `None`.
+fn small_product_without_grad(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    let eligible = !x.track_op()
+        && !w.track_op()
+        && x.device().is_cpu()
+        && w.device().is_cpu()
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && w.is_contiguous()
+        && x.rank() == 2
+        && w.rank() == 2;
+    if !eligible {
+        return Ok(None);
+    }
+    let (rows, k) = x.dims2()?;
+    let (out, k_w) = w.dims2()?;
+    if rows == 0 || rows > GEMV_MAX_ROWS || k != k_w {
+        return Ok(None);
+    }
+    let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let (w_storage, w_layout) = w.storage_and_layout();
+    let (Storage::Cpu(w_cpu), Some((start, end))) = (&*w_storage, w_layout.contiguous_offsets())
+    else {
+        return Ok(None);
+    };
+    let ws = &w_cpu.as_slice::<f32>()?[start..end];
+    let y = gemv_f32(&xs, rows, ws, out, k);
+    drop(w_storage);
+    Ok(Some(Tensor::from_vec(y, (rows, out), x.device())?))
 }
 
 /// The custom op: forward `y = x·Wᵀ` with the `gemm` crate (the kernels candle itself uses),
@@ -136,6 +175,25 @@ mod tests {
         assert!(diff < 1e-5, "dx differs by {diff}");
         // The frozen weight gets no gradient at all.
         assert!(g_ours.get(&w).is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn few_rows_without_gradients_take_the_gemv_path_with_the_same_values() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (300, 70), &dev)?;
+        for rows in [1, GEMV_MAX_ROWS, GEMV_MAX_ROWS + 1] {
+            let x = Tensor::randn(0f32, 1.0, (rows, 70), &dev)?;
+            let gemv = small_product_without_grad(&x, &w)?;
+            assert_eq!(gemv.is_some(), rows <= GEMV_MAX_ROWS, "rows {rows}");
+            let ours = matmul_wt(&x, &w)?;
+            let reference = x.matmul(&w.t()?)?;
+            let diff = (&ours - &reference)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-4, "rows {rows}: differs by {diff}");
+        }
+        // A tracked input keeps the differentiable path.
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (1, 70), &dev)?)?;
+        assert!(small_product_without_grad(x.as_tensor(), &w)?.is_none());
         Ok(())
     }
 }

@@ -4,6 +4,7 @@ use candle_core::{Tensor, D};
 
 use crate::adapters::LoraAdapter;
 use crate::error::Result;
+use crate::layers::QuantizedWeight;
 use crate::weights::WeightStore;
 
 /// A linear layer with the PyTorch weight layout.
@@ -15,6 +16,9 @@ pub struct Linear {
     pub bias: Option<Tensor>,
     /// A LoRA/DoRA adapter added to the base output; set by [`crate::adapters::apply_lora`].
     pub adapter: Option<LoraAdapter>,
+    /// The weight's GGUF blocks, kept for inference by [`crate::load_gguf_quantized`]: products
+    /// of a few rows without gradients (decode steps) read them instead of `weight`.
+    pub quantized: Option<QuantizedWeight>,
 }
 
 impl Linear {
@@ -36,6 +40,7 @@ impl Linear {
             weight,
             bias,
             adapter: None,
+            quantized: None,
         })
     }
 
@@ -48,13 +53,22 @@ impl Linear {
     }
 
     /// `x` `[..., in]` → `[..., out]`, computed as one GEMM over the flattened leading dims;
-    /// the adapter, when set, acts on the bias-free product before the bias is added.
+    /// the adapter, when set, acts on the bias-free product before the bias is added. The
+    /// product reads the quantized blocks when they serve it (see
+    /// [`QuantizedWeight::try_matmul`]), else `weight`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims();
         let inp = x.dim(D::Minus1)?;
         let rows = x.elem_count() / inp.max(1);
         let x = x.reshape((rows, inp))?;
-        let mut y = crate::layers::matmul_wt(&x, &self.weight)?; // [rows, out]
+        let quantized = match &self.quantized {
+            Some(q) => q.try_matmul(&x, &self.weight)?,
+            None => None,
+        };
+        let mut y = match quantized {
+            Some(y) => y,
+            None => crate::layers::matmul_wt(&x, &self.weight)?, // [rows, out]
+        };
         if let Some(adapter) = &self.adapter {
             y = adapter.forward(&x, &self.weight, y)?;
         }

@@ -6,12 +6,16 @@
 
 mod attention;
 mod frozen;
+mod gemv;
 mod linear;
 mod mlp;
 mod norm;
+mod quantized;
 
 pub use attention::{attention_bias, Attention, Qkv};
 pub use frozen::matmul_wt;
+pub use gemv::{gemv_f32, GEMV_MAX_ROWS};
 pub use linear::Linear;
 pub use mlp::{GateUp, Mlp};
 pub use norm::RmsNorm;
+pub use quantized::{QFormat, QMatrix, QuantizedWeight};
