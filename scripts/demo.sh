@@ -6,12 +6,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch_model.sh
-cargo build -p ferrotune --bins --examples
+cargo build -p ferrotune --bins
 model=models/SmolLM2-135M-Instruct.Q4_1.gguf
 question="${1:-What is the boiling point of water?}"
+# Greedy answers, one line each (`ferrotune chat` reads messages from a pipe; `\n` marks newlines).
+ask() {
+  echo "$question" | target/debug/ferrotune chat model_name_or_path="$model" template=smollm2 \
+    do_sample=false max_new_tokens=64 "$@" 2>/dev/null
+}
 echo "=== before fine-tuning ==="
-target/debug/examples/forward_demo "$model" "$question"
+ask
 echo "=== fine-tuning (LoRA, 20 steps) ==="
 target/debug/ferrotune train examples/smollm2_lora_sft.yaml
 echo "=== after fine-tuning ==="
-target/debug/examples/forward_demo "$model" "$question" --adapter saves/smollm2-lora-sft
+ask adapter_name_or_path=saves/smollm2-lora-sft

@@ -17,7 +17,7 @@ use ferrotune_hub::gguf::GgufFile;
 use ferrotune_hub::resolve::{resolve_model, HubOptions, ModelSource};
 use ferrotune_hub::tokenizer::TokenizerBundle;
 use ferrotune_model::adapters::merge_adapter_dirs;
-use ferrotune_model::{load_model, CausalLM};
+use ferrotune_model::{load_gguf, load_gguf_quantized, load_hf_dir, CausalLM};
 use tracing::info;
 
 use crate::engine::{Generator, TextGeneration};
@@ -35,12 +35,22 @@ pub struct LoadedModel {
     pub model: CausalLM,
 }
 
+/// How [`load_from_config`] keeps a GGUF model's weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadFor {
+    /// f32 weights only (training, evaluation, export).
+    Training,
+    /// Also keep the GGUF's Q8_0/Q4_0/Q4_1 blocks for fast decoding
+    /// (`ferrotune_model::load_gguf_quantized`); f32 weights stay for prefill and adapters.
+    Generation,
+}
+
 /// Resolves `model_name_or_path` (a local folder or `.gguf` file, the Hugging Face cache, or
 /// a download, with `cache_dir` and `hf_hub_token`) and loads the tokenizer and the model.
 ///
 /// Errors: [`InferError::Config`] without `model_name_or_path`; resolution, tokenizer and
 /// model loading errors naming the file.
-pub fn load_from_config(cfg: &Config, device: &Device) -> Result<LoadedModel> {
+pub fn load_from_config(cfg: &Config, device: &Device, load_for: LoadFor) -> Result<LoadedModel> {
     let name = cfg.model.model_name_or_path.as_deref().ok_or_else(|| {
         InferError::Config(
             "`model_name_or_path` is not set; hint: set it to a folder, a .gguf file or a hub id"
@@ -55,11 +65,20 @@ pub fn load_from_config(cfg: &Config, device: &Device) -> Result<LoadedModel> {
         hub.token = Some(token.clone());
     }
     let source = resolve_model(name, &hub)?;
-    let tokenizer = match &source {
-        ModelSource::Gguf(path) => TokenizerBundle::from_gguf(&GgufFile::open(path)?)?,
-        ModelSource::HfDir(dir) => TokenizerBundle::from_hf_dir(dir)?,
+    let (tokenizer, model) = match &source {
+        ModelSource::Gguf(path) => {
+            let file = GgufFile::open(path)?;
+            let model = match load_for {
+                LoadFor::Training => load_gguf(&file, device)?,
+                LoadFor::Generation => load_gguf_quantized(&file, device)?,
+            };
+            (TokenizerBundle::from_gguf(&file)?, model)
+        }
+        ModelSource::HfDir(dir) => (
+            TokenizerBundle::from_hf_dir(dir)?,
+            load_hf_dir(dir, device)?,
+        ),
     };
-    let model = load_model(&source, device)?;
     info!(parameters = model.num_parameters(), "model loaded");
     Ok(LoadedModel {
         source,
@@ -84,7 +103,7 @@ impl ChatModel {
     /// Errors: loading errors of [`load_from_config`] and of merging the adapters, template
     /// errors, and [`InferError::InvalidParam`] for generating keys that cannot be used.
     pub fn from_config(cfg: &Config, device: &Device) -> Result<Self> {
-        let loaded = load_from_config(cfg, device)?;
+        let loaded = load_from_config(cfg, device, LoadFor::Generation)?;
         let model = merge_adapter_dirs(loaded.model, &cfg.model.adapter_name_or_path)?;
         let (tokenizer, template) = prepare_tokenizer_and_template(cfg, loaded.tokenizer)
             .map_err(|e| InferError::Config(e.to_string()))?;

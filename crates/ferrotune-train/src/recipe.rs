@@ -14,7 +14,7 @@ use candle_core::Device;
 use ferrotune_config::args::Stage;
 use ferrotune_config::Config;
 use ferrotune_data::pipeline::{prepare_dataset, prepare_tokenizer_and_template, PrepareOptions};
-use ferrotune_infer::chat::{load_from_config, LoadedModel};
+use ferrotune_infer::chat::{load_from_config, LoadFor, LoadedModel};
 use ferrotune_model::adapters::set_training;
 use ferrotune_model::CausalLM;
 use tracing::{info, warn};
@@ -78,7 +78,7 @@ pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
         source,
         tokenizer: tok,
         model,
-    } = load_from_config(cfg, device)?;
+    } = load_from_config(cfg, device, LoadFor::Training)?;
     let name = cfg.model.model_name_or_path.as_deref().unwrap_or_default();
 
     // 3. Template and data.

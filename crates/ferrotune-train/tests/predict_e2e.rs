@@ -11,7 +11,7 @@ use ferrotune_config::Config;
 use ferrotune_data::pipeline::{
     prepare_dataset, prepare_tokenizer_and_template, PrepareOptions, TokenizedDataset,
 };
-use ferrotune_infer::chat::load_from_config;
+use ferrotune_infer::chat::{load_from_config, LoadFor};
 use ferrotune_infer::{GenerationParams, Generator};
 use ferrotune_train::metrics::{Similarity, SimilarityScorer};
 use serde_json::{Map, Value};
@@ -66,7 +66,7 @@ fn predict_writes_llamafactory_files_with_greedy_answers() {
     assert_eq!(predict.n_batches, 2);
 
     // The same prompts, answered one at a time through the generation engine.
-    let loaded = load_from_config(&cfg, &Device::Cpu).unwrap();
+    let loaded = load_from_config(&cfg, &Device::Cpu, LoadFor::Training).unwrap();
     let (tok, template) = prepare_tokenizer_and_template(&cfg, loaded.tokenizer).unwrap();
     let splits = prepare_dataset(
         &cfg,
