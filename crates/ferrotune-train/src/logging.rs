@@ -31,7 +31,7 @@ pub struct LogEntry {
     /// Loss on the evaluation set (HF `eval_loss`, unrounded); present on evaluation lines only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_loss: Option<f64>,
-    /// Learning rate of the next step (HF logs the scheduler's last lr after stepping it);
+    /// Learning rate the step trained with (as transformers 5 logs it);
     /// absent on evaluation lines.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,

@@ -342,8 +342,9 @@ impl Trainer {
                 if (log_every && step % logging_steps == 0)
                     || (args.logging_first_step && step == 1)
                 {
-                    // HF logs the scheduler's lr after stepping it: the lr of the next step.
-                    let lr = schedule.lr_at(step);
+                    // The lr this step trained with, as transformers 5 logs it (4.x logged
+                    // the next step's, read after stepping the scheduler).
+                    let lr = schedule.lr_at(step - 1);
                     logger.log_step(&mut pos, lr, stats.grad_norm, epoch_f, max_steps)?;
                 }
                 // HF's `_maybe_log_save_evaluate`: log, then evaluate, then save.
