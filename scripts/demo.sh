@@ -9,9 +9,10 @@ scripts/fetch_model.sh
 cargo build -p ferrotune --bins
 model=models/SmolLM2-135M-Instruct.Q4_1.gguf
 question="${1:-What is the boiling point of water?}"
-# Greedy answers, one line each (`ferrotune chat` reads messages from a pipe; `\n` marks newlines).
+# Greedy answers, one line each (`ferrotune chat` reads messages from a pipe; `\n` marks
+# newlines), in the model's own chat template (no `template` key).
 ask() {
-  echo "$question" | target/debug/ferrotune chat model_name_or_path="$model" template=smollm2 \
+  echo "$question" | target/debug/ferrotune chat model_name_or_path="$model" \
     do_sample=false max_new_tokens=64 "$@" 2>/dev/null
 }
 echo "=== before fine-tuning ==="
