@@ -4,8 +4,9 @@
 //!
 //! Needs the demo model (`scripts/fetch_model.sh`); fails, never skips, without it.
 
+mod common;
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use candle_core::Device;
@@ -13,20 +14,11 @@ use ferrotune_config::Config;
 use ferrotune_data::message::{Message, Role};
 use ferrotune_infer::chat::ChatModel;
 
-fn gguf() -> PathBuf {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/fetch_model.sh",
-        path.display()
-    );
-    path
-}
+use common::demo_gguf;
 
 fn overrides() -> Vec<String> {
     vec![
-        format!("model_name_or_path={}", gguf().display()),
+        format!("model_name_or_path={}", demo_gguf().display()),
         "template=smollm2".into(),
         "do_sample=false".into(),
         "max_new_tokens=12".into(),

@@ -10,6 +10,9 @@
 //!
 //! Needs the demo model (`scripts/fetch_model.sh`); fails, never skips, without it.
 
+mod common;
+
+use common::root;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -20,10 +23,6 @@ use ferrotune_hub::tokenizer::TokenizerBundle;
 
 const PROMPT: &str =
     "<|im_start|>user\nWhat is the capital of France? Réponds en français 🙂<|im_end|>\n<|im_start|>assistant\n";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn ferrotune(args: &[String]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_ferrotune"))

@@ -25,7 +25,10 @@
 //! `<repo>/../shared/data/llamafactory` (or `LF_DATA_DIR`); fails, never skips, without them.
 //! About a minute on 2 CPU cores.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{data_dir, root};
+use std::path::Path;
 use std::process::Command;
 
 /// Relative tolerance of step 1 (base model, B = 0).
@@ -34,16 +37,6 @@ const STEP1_TOLERANCE: f64 = 1e-4;
 const STEP_TOLERANCE: f64 = 0.02;
 /// Relative tolerance of the logged learning rates (same cosine schedule, f64 on both sides).
 const LR_TOLERANCE: f64 = 1e-6;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("LF_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/data/llamafactory"))
-}
 
 /// One logged optimizer step: `(step, loss, lr)`.
 type Step = (u64, f64, f64);

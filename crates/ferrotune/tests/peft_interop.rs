@@ -15,7 +15,9 @@
 //!
 //! Needs the demo model (`scripts/fetch_model.sh`); fails, never skips, without it.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::root;
 
 use candle_core::Device;
 use ferrotune_hub::resolve::ModelSource;
@@ -29,10 +31,6 @@ use serde::Deserialize;
 const TOLERANCE: f64 = 1e-4;
 /// Smallest accepted |loss_peft − loss_base|: the adapter must change the model.
 const MIN_ADAPTER_EFFECT: f64 = 0.05;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// `expected.json` as the fixture script writes it.
 #[derive(Debug, Deserialize)]

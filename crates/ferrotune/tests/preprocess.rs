@@ -5,21 +5,14 @@
 //! Needs the demo model (`scripts/fetch_model.sh`) and the demo datasets in
 //! `<repo>/../shared/data/llamafactory` (or `LF_DATA_DIR`); fails, never skips, without them.
 
+mod common;
+
+use common::{data_dir, root};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The repository root.
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// The demo datasets folder.
-fn data_dir() -> PathBuf {
-    std::env::var_os("LF_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/data/llamafactory"))
-}
-
 /// The demo model, which must exist.
 fn gguf() -> PathBuf {
     let path = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");

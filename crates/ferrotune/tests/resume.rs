@@ -10,21 +10,14 @@
 //! Needs the demo model (`scripts/fetch_model.sh`) and `<repo>/../shared/data/llamafactory`
 //! (or `LF_DATA_DIR`); fails, never skips, without them.
 
+mod common;
+
+use common::{data_dir, root};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("LF_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/data/llamafactory"))
-}
 
 /// The training config of every run here, writing into `out`, plus `extra` lines.
 fn config(out: &Path, extra: &str) -> String {

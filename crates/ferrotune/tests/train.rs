@@ -4,20 +4,13 @@
 //! Needs the demo model (`scripts/fetch_model.sh`) and `<repo>/../shared/data/llamafactory`
 //! (or `LF_DATA_DIR`); fails, never skips, without them.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{data_dir, root};
+use std::path::Path;
 use std::process::Command;
 
 use candle_core::Device;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("LF_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/data/llamafactory"))
-}
 
 #[test]
 fn lora_sft_on_the_demo_model() {
