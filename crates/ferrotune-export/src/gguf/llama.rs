@@ -4,10 +4,11 @@
 
 use candle_core::Tensor;
 use ferrotune_hub::gguf::GgufValue;
+use ferrotune_model::families::llama::{reorder_qk, QkOrder};
 use ferrotune_model::rope::inv_freq;
 use ferrotune_model::{ModelConfig, RopeScaling};
 
-use crate::error::{ExportError, Result};
+use crate::error::Result;
 
 /// The llama.cpp name of an HF tensor name, or `None` for a name outside the llama layout.
 pub fn gguf_name(hf: &str) -> Option<String> {
@@ -41,32 +42,7 @@ pub fn gguf_name(hf: &str) -> Option<String> {
 /// `reshape(2, D/2).swapaxes` (`LlamaModel.permute`); the inverse of what ferrotune's GGUF
 /// loader undoes. Other tensors pass through.
 pub fn permute_qk(hf: &str, t: Tensor, cfg: &ModelConfig) -> Result<Tensor> {
-    let is = |proj: &str| {
-        hf.ends_with(&format!("self_attn.{proj}.weight"))
-            || hf.ends_with(&format!("self_attn.{proj}.bias"))
-    };
-    let heads = if is("q_proj") {
-        cfg.num_attention_heads
-    } else if is("k_proj") {
-        cfg.num_key_value_heads
-    } else {
-        return Ok(t);
-    };
-    let dims = t.dims().to_vec();
-    let out = dims.first().copied().unwrap_or(0);
-    if heads == 0 || out % (2 * heads) != 0 {
-        return Err(ExportError::Config(format!(
-            "tensor `{hf}` has {out} rows, not a multiple of 2 x {heads} heads"
-        )));
-    }
-    let inner: usize = dims.iter().skip(1).product();
-    let half = out / heads / 2;
-    // [heads, 2, D/2, inner] -> [heads, D/2, 2, inner]: row i of the second half of a head
-    // lands next to row i of the first half.
-    Ok(t.reshape((heads, 2, half, inner))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape(dims)?)
+    Ok(reorder_qk(hf, t, cfg, QkOrder::ToGguf)?)
 }
 
 /// RoPE frequency divisors for `rope_freqs.weight` `[rotary_dim / 2]` f32 (Llama 3.1 scaling,

@@ -15,12 +15,25 @@ pub(super) fn adjust_hf(cfg: &mut ModelConfig, raw: &HfConfig) {
     cfg.switches.mlp_bias = raw.mlp_bias.unwrap_or(false);
 }
 
+/// Which way [`reorder_qk`] moves the rows of q_proj and k_proj.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QkOrder {
+    /// llama.cpp's interleaved order → HF's (loading a GGUF).
+    FromGguf,
+    /// HF's order → llama.cpp's interleaved one (writing a GGUF).
+    ToGguf,
+}
+
 /// llama.cpp stores the rows of q_proj and k_proj permuted so that its interleaved
 /// RoPE (pairs `(2i, 2i+1)`) equals HF's rotate-half RoPE (pairs `(i, i + D/2)`).
-/// The converter maps each head's rows as `reshape(heads, 2, D/2, in).swapaxes(1, 2)`;
-/// this is the inverse, `reshape(heads, D/2, 2, in).swapaxes(1, 2)`.
-/// Skipping it still runs, but attention is quietly wrong.
-pub(super) fn unpermute_qk(hf_name: &str, t: Tensor, cfg: &ModelConfig) -> Result<Tensor> {
+/// Its converter (`LlamaModel.permute`) maps each head's rows as
+/// `reshape(heads, 2, D/2, in).swapaxes(1, 2)` ([`QkOrder::ToGguf`]); the inverse is
+/// `reshape(heads, D/2, 2, in).swapaxes(1, 2)` ([`QkOrder::FromGguf`]). Other tensors (named
+/// by their HF name `hf_name`) pass through. Skipping it still runs, but attention is quietly
+/// wrong.
+///
+/// Errors: a q/k tensor whose row count is not a multiple of 2 × its heads.
+pub fn reorder_qk(hf_name: &str, t: Tensor, cfg: &ModelConfig, order: QkOrder) -> Result<Tensor> {
     let is = |proj: &str| {
         hf_name.ends_with(&format!("self_attn.{proj}.weight"))
             || hf_name.ends_with(&format!("self_attn.{proj}.bias"))
@@ -36,12 +49,20 @@ pub(super) fn unpermute_qk(hf_name: &str, t: Tensor, cfg: &ModelConfig) -> Resul
     let Some(&out) = dims.first() else {
         return Ok(t);
     };
+    if heads == 0 || out % (2 * heads) != 0 {
+        return Err(candle_core::Error::Msg(format!(
+            "tensor `{hf_name}` has {out} rows, not a multiple of 2 x {heads} heads"
+        ))
+        .into());
+    }
     let inner: usize = dims[1..].iter().product();
     let half = out / heads / 2;
-    let t = t
-        .reshape((heads, half, 2, inner))?
+    let split = match order {
+        QkOrder::FromGguf => (heads, half, 2, inner),
+        QkOrder::ToGguf => (heads, 2, half, inner),
+    };
+    Ok(t.reshape(split)?
         .transpose(1, 2)?
         .contiguous()?
-        .reshape(dims)?;
-    Ok(t)
+        .reshape(dims)?)
 }

@@ -6,7 +6,7 @@
 //! Each family's quirks live in its own file here, never in shared code.
 
 mod gemma;
-mod llama;
+pub mod llama;
 mod mistral;
 mod phi3;
 mod qwen2;
@@ -135,7 +135,9 @@ impl Family {
         cfg: &ModelConfig,
     ) -> Result<Tensor> {
         match self {
-            Self::Llama | Self::Mistral => llama::unpermute_qk(hf_name, t, cfg),
+            Self::Llama | Self::Mistral => {
+                llama::reorder_qk(hf_name, t, cfg, llama::QkOrder::FromGguf)
+            }
             Self::Gemma => gemma::fix_gguf_norm(hf_name, t),
             Self::Qwen2 | Self::Qwen3 | Self::Phi3 => Ok(t),
         }
