@@ -54,7 +54,7 @@ pub use template::ChatTemplateSource;
 pub struct ExportSummary {
     /// The finished `export_dir`.
     pub export_dir: PathBuf,
-    /// `hf` or `gguf`.
+    /// `hf`, `gguf` or `peft`.
     pub format: ExportFormat,
     /// Dtype of the HF weights (`None` for GGUF exports).
     pub dtype: Option<WeightDtype>,
@@ -164,8 +164,12 @@ pub fn export_model(cfg: &Config) -> Result<ExportSummary> {
     let (tok, template) = prepare_tokenizer_and_template(cfg, tok)?;
     // Refuse an occupied export_dir before the slow part.
     let staging = Staging::begin(&plan.export_dir, plan.overwrite)?;
-    let model = load_merged(&source, &plan.adapters, &Device::Cpu)?;
     let (chat_template, chat_source) = template::export_chat_template(&template, &tok);
+    if plan.format == ExportFormat::Peft {
+        let chat = (chat_template.as_deref(), chat_source);
+        return export_adapter(&plan, &source, &tok, chat, staging);
+    }
+    let model = load_merged(&source, &plan.adapters, &Device::Cpu)?;
     let dir = staging.dir().to_path_buf();
     let mut files = Vec::new();
     let (dtype, quantization, from) = match plan.format {
@@ -213,6 +217,7 @@ pub fn export_model(cfg: &Config) -> Result<ExportSummary> {
             );
             (Some(dtype), None, ".".to_string())
         }
+        ExportFormat::Peft => unreachable!("adapter exports return above"),
         ExportFormat::Gguf => {
             let name = gguf_file_name(plan.quantization);
             let source_file = match &source {
@@ -261,6 +266,53 @@ pub fn export_model(cfg: &Config) -> Result<ExportSummary> {
         files,
         chat_template: chat_source,
         adapters_merged: plan.adapters.len(),
+    })
+}
+
+/// `export_format: peft`: the single adapter of `adapter_name_or_path` (an adapter folder or
+/// a trainer's `checkpoint-N`) is loaded onto the base, which checks every tensor's name and
+/// shape, and written again in PEFT's format (`adapter_config.json` with
+/// `base_model_name_or_path: model_name_or_path`, `adapter_model.safetensors`) with the
+/// tokenizer files (chat template as for HF exports), through the staging folder.
+///
+/// Errors: [`ExportError::Config`] unless exactly one adapter is listed; adapter load errors
+/// (a base it does not fit names the tensor and both shapes); write errors.
+fn export_adapter(
+    plan: &ExportPlan,
+    source: &ModelSource,
+    tok: &TokenizerBundle,
+    (chat_template, chat_source): (Option<&str>, ChatTemplateSource),
+    staging: Staging,
+) -> Result<ExportSummary> {
+    let [adapter] = plan.adapters.as_slice() else {
+        return Err(ExportError::Config(format!(
+            "`export_format: peft` exports one adapter, `adapter_name_or_path` lists {}; hint: name the adapter folder or checkpoint-N to export",
+            plan.adapters.len()
+        )));
+    };
+    let mut model = load_model(source, &Device::Cpu)?;
+    let set = ferrotune_model::adapters::load_peft(adapter, &mut model)?;
+    let dir = staging.dir().to_path_buf();
+    set.save_peft(&dir, &plan.model_name_or_path)?;
+    tokenizer_files::write_tokenizer_files(&dir, tok, chat_template)?;
+    let files = [
+        ferrotune_model::adapters::ADAPTER_CONFIG,
+        ferrotune_model::adapters::ADAPTER_WEIGHTS,
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ]
+    .map(String::from)
+    .to_vec();
+    let export_dir = staging.commit()?;
+    Ok(ExportSummary {
+        export_dir,
+        format: ExportFormat::Peft,
+        dtype: None,
+        quantization: None,
+        files,
+        chat_template: chat_source,
+        adapters_merged: 0,
     })
 }
 

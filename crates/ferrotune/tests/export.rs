@@ -153,3 +153,62 @@ fn export_hf_and_gguf_through_the_cli() {
         std::fs::write(dir.join("reference.json"), json.to_string()).unwrap();
     }
 }
+
+/// `export_format: peft` rewrites one adapter (checked against the base) in PEFT's format:
+/// the same tensors bit for bit, `base_model_name_or_path` set to the base, tokenizer files
+/// beside; two adapters, or an adapter for another base, are refused and leave no folder.
+#[test]
+fn export_one_adapter_in_peft_format() {
+    let gguf = common::demo_gguf();
+    let adapter = root().join("fixtures/peft_interop/lora_qv");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("adapter");
+    let run = |adapters: &str, dir: &Path| {
+        ferrotune(&[
+            "export".to_string(),
+            format!("model_name_or_path={}", gguf.display()),
+            format!("adapter_name_or_path={adapters}"),
+            "template=smollm2".into(),
+            "export_format=peft".into(),
+            format!("export_dir={}", dir.display()),
+        ])
+    };
+    let done = run(&adapter.display().to_string(), &out);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let read = |dir: &Path| {
+        candle_core::safetensors::load(dir.join("adapter_model.safetensors"), &Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let (got, want) = (read(&out), read(&adapter));
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "tensors differ from the source adapter");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        config["base_model_name_or_path"],
+        gguf.display().to_string()
+    );
+    assert_eq!(config["r"], 4);
+    assert!(out.join("tokenizer.json").is_file());
+
+    let two = format!("{0},{0}", adapter.display());
+    let refused = run(&two, &tmp.path().join("two"));
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("exports one adapter"));
+    assert!(!tmp.path().join("two").exists());
+
+    let other = root().join("fixtures/lora/peft_made_llama");
+    let wrong = run(&other.display().to_string(), &tmp.path().join("wrong"));
+    assert_eq!(wrong.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("has shape"), "{stderr}");
+    assert!(!tmp.path().join("wrong").exists());
+}

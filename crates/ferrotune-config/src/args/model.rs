@@ -135,6 +135,9 @@ arg_enum! {
         Hf = "hf",
         /// One GGUF v3 file for llama.cpp and Ollama, with an Ollama `Modelfile` beside it.
         Gguf = "gguf",
+        /// The one adapter of `adapter_name_or_path` (an adapter folder or a `checkpoint-N`),
+        /// checked against the base and rewritten in PEFT's format, with the tokenizer files.
+        Peft = "peft",
     }
 }
 
