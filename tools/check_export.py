@@ -17,6 +17,8 @@ Checks, each printed with its measured value:
    tokenizer), and each quantized/float tensor's bytes equal gguf-py's own
    `gguf.quants.quantize` of the f32 HF export's weight (llama Q/K rows permuted as
    llama.cpp's convert_hf_to_gguf.py does): bit-identical quantization.
+   Also writes fixtures/export/transformers_hf_f32.json (those logits' first 64 vocabulary ids
+   per position and the argmax) for the Rust export test.
 3. transformers loads the q8_0 GGUF (its own GGUF reader and un-permutation) and predicts
    the same greedy tokens as ferrotune's merged model.
 """
@@ -66,6 +68,10 @@ def permute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures/export/transformers_hf_f32.json"
+SLICE = 64  # vocabulary ids kept per position in the fixture
+
+
 def check_hf(root: Path, ref: dict, logits_ref: np.ndarray) -> None:
     hf_dir = root / ref["hf_dir"]
     model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32, attn_implementation="eager")
@@ -76,6 +82,18 @@ def check_hf(root: Path, ref: dict, logits_ref: np.ndarray) -> None:
     diff = float(np.abs(logits - logits_ref).max())
     print(f"[hf] transformers {type(model).__name__} logits {list(logits.shape)}: max |diff| vs ferrotune = {diff:.3e} (tolerance {TOL_F32})")
     assert diff <= TOL_F32, diff
+    # For the Rust test (crates/ferrotune/tests/export.rs), which has no Python: transformers'
+    # logits on the f32 HF export, every position, the first SLICE vocabulary ids and the
+    # argmax.
+    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
+    FIXTURE.write_text(json.dumps({
+        "what": "transformers logits of ferrotune's f32 HF export (demo GGUF + fixtures/peft_interop/lora_qv merged)",
+        "input_ids": ref["input_ids"],
+        "logits_first_ids": logits[0, :, :SLICE].tolist(),
+        "argmax": logits[0].argmax(-1).tolist(),
+        "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__},
+    }) + "\n")
+    print(f"[hf] wrote {FIXTURE}")
     tok = AutoTokenizer.from_pretrained(hf_dir)
     got = tok(ref["prompt"], add_special_tokens=False)["input_ids"]
     assert got == ref["input_ids"], (got, ref["input_ids"])

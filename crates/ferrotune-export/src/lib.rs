@@ -7,7 +7,7 @@
 //! | [`hf`] | safetensors shards + index, `config.json`, `generation_config.json` |
 //! | [`tokenizer_files`] | `tokenizer.json`, `tokenizer_config.json`, `special_tokens_map.json` |
 //! | [`template`] | the prompt template as a Jinja chat template and as an Ollama `Modelfile` |
-//! | [`gguf`] | a GGUF v3 file (llama family): metadata, tokenizer, f32/f16/bf16/q8_0/q4_0/q4_1 tensors |
+//! | [`gguf`] | a GGUF v3 file (llama, mistral, qwen2, qwen3): metadata, tokenizer, f32/f16/bf16/q8_0/q4_0/q4_1 tensors |
 //! | [`staging`] | write into a temporary folder, rename onto `export_dir` when complete |
 //!
 //! ```no_run

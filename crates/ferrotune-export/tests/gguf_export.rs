@@ -8,7 +8,10 @@
 //!   gives the source's ids, and the rebuilt vocabulary equals llama.cpp's converter output
 //!   stored in the demo file (tokens, token types, merges);
 //! - a tiny HF llama with an untied head and Llama 3 RoPE scaling (written as
-//!   `rope_freqs.weight`) reloads to its HF logits.
+//!   `rope_freqs.weight`) reloads to its HF logits;
+//! - tiny HF mistral (written as llama.cpp's `llama`, Q/K rows permuted), qwen2 (`qwen2`,
+//!   q/k/v biases, rows as in HF) and qwen3 (`qwen3`, `attn_q_norm`/`attn_k_norm`, head_dim
+//!   32 ≠ hidden/heads) reload to their HF logits within 1e-5; other families are refused.
 //!
 //! Shapes: logits `[1, T, V]`. Needs the demo model (`scripts/fetch_model.sh`).
 
@@ -208,16 +211,104 @@ fn tiny_llama3_rope_untied_hf_model_round_trips() {
     println!("tiny llama3-rope gguf: max |logit diff| = {d:e}");
     assert!(d <= 1e-5, "differs by {d}");
 
-    // Other families are refused by name.
-    let qwen2 = load_hf_dir(&root().join("fixtures/tiny/qwen2"), &Device::Cpu).unwrap();
+    // Families without a GGUF layout yet are refused by name.
+    let phi3 = load_hf_dir(&root().join("fixtures/tiny/phi3"), &Device::Cpu).unwrap();
     let err = gguf::write_gguf(
-        &tmp.path().join("q.gguf"),
-        &qwen2,
+        &tmp.path().join("p.gguf"),
+        &phi3,
         ExportQuantization::F16,
-        "q",
+        "p",
         &[],
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("`qwen2` family is not built yet"), "{err}");
+    assert!(err.contains("`phi3` family is not built yet"), "{err}");
+}
+
+/// Largest accepted logit difference of a tiny f32 export reloaded by ferrotune's GGUF loader.
+const TINY_F32_TOLERANCE: f32 = 1e-5;
+
+/// Exports `fixtures/tiny/<variant>` as an f32 GGUF (no tokenizer), checks its architecture
+/// and that `blk.0.attn_q.weight` holds q_proj's rows permuted (`permuted`) or as they are,
+/// and returns the reloaded model's largest logit difference to the HF model, with the file.
+fn tiny_round_trip(
+    variant: &str,
+    arch: &str,
+    permuted: bool,
+    dir: &std::path::Path,
+) -> (f32, GgufFile) {
+    let model = load_hf_dir(&root().join("fixtures/tiny").join(variant), &Device::Cpu).unwrap();
+    let ids: Vec<u32> = vec![47, 211, 38, 53, 204, 116, 152, 249, 143, 177];
+    let expected = logits(&model, &ids);
+    let path = dir.join(format!("{variant}.gguf"));
+    gguf::write_gguf(&path, &model, ExportQuantization::F32, variant, &[]).unwrap();
+    let file = GgufFile::open(&path).unwrap();
+    assert_eq!(file.get_str("general.architecture").unwrap(), arch);
+    assert_eq!(
+        file.get_u32(&format!("{arch}.block_count")).unwrap() as usize,
+        model.config.num_hidden_layers
+    );
+    let hf_q = model
+        .named_tensors()
+        .into_iter()
+        .find(|(name, _)| name == "model.layers.0.self_attn.q_proj.weight")
+        .map(|(_, t)| t)
+        .unwrap();
+    let stored = file
+        .dequantize("blk.0.attn_q.weight", &Device::Cpu)
+        .unwrap();
+    let want = if permuted {
+        gguf::permute_qk(
+            "model.layers.0.self_attn.q_proj.weight",
+            hf_q.clone(),
+            &model.config,
+        )
+        .unwrap()
+    } else {
+        hf_q.clone()
+    };
+    assert_eq!(max_diff(&stored, &want), 0.0, "{variant}: attn_q rows");
+    assert_eq!(
+        max_diff(&stored, &hf_q) != 0.0,
+        permuted,
+        "{variant}: attn_q permutation"
+    );
+    let reloaded = load_gguf(&file, &Device::Cpu).unwrap();
+    let d = max_diff(&logits(&reloaded, &ids), &expected);
+    println!("tiny {variant} gguf ({arch}): max |logit diff| = {d:e}");
+    (d, file)
+}
+
+#[test]
+fn tiny_mistral_round_trips_as_llama() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (d, file) = tiny_round_trip("mistral", "llama", true, tmp.path());
+    assert!(file.tensor_info("output.weight").is_some());
+    assert!(d <= TINY_F32_TOLERANCE, "differs by {d}");
+}
+
+#[test]
+fn tiny_qwen2_round_trips_with_biases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (d, file) = tiny_round_trip("qwen2", "qwen2", false, tmp.path());
+    for name in [
+        "blk.1.attn_q.bias",
+        "blk.1.attn_k.bias",
+        "blk.1.attn_v.bias",
+    ] {
+        let info = file.tensor_info(name).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(info.dtype, GgmlType::F32, "{name}");
+    }
+    assert!(file.tensor_info("blk.1.attn_output.bias").is_none());
+    assert!(d <= TINY_F32_TOLERANCE, "differs by {d}");
+}
+
+#[test]
+fn tiny_qwen3_round_trips_with_qk_norms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (d, file) = tiny_round_trip("qwen3", "qwen3", false, tmp.path());
+    assert!(file.tensor_info("blk.0.attn_q_norm.weight").is_some());
+    assert!(file.tensor_info("blk.0.attn_k_norm.weight").is_some());
+    assert_eq!(file.get_u32("qwen3.attention.key_length").unwrap(), 32);
+    assert!(d <= TINY_F32_TOLERANCE, "differs by {d}");
 }

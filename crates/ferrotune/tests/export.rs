@@ -1,7 +1,9 @@
 //! `ferrotune export` end to end on the demo GGUF with the `lora_qv` adapter: an f32 HF
 //! folder and a q8_0 GGUF written by the binary reload in ferrotune to the merged model's
 //! logits (HF f32: ≤ 1e-5; GGUF q8_0: same greedy tokens, max ≤ 2.0), with an Ollama
-//! `Modelfile` naming the file; a second export into the same folder is refused.
+//! `Modelfile` naming the file; a second export into the same folder is refused. The f32 HF
+//! export also gives transformers' logits (`fixtures/export/transformers_hf_f32.json`, made by
+//! `tools/check_export.py`) within 1e-4.
 //!
 //! With `FERROTUNE_EXPORT_CHECK_DIR=<dir>` the two exports are kept there with
 //! `reference.safetensors` (`input_ids` U32 `[1, T]`, `logits` F32 `[1, T, V]` of the merged
@@ -110,8 +112,39 @@ fn export_hf_and_gguf_through_the_cli() {
     let expected = merged.forward(&input, None).unwrap();
 
     let hf = ferrotune_model::load_hf_dir(&hf_dir, &Device::Cpu).unwrap();
-    let d = max_diff(&hf.forward(&input, None).unwrap(), &expected);
+    let hf_logits = hf.forward(&input, None).unwrap();
+    let d = max_diff(&hf_logits, &expected);
     assert!(d <= 1e-5, "hf f32 export differs by {d}");
+    // transformers on the same export (fixture from tools/check_export.py): the first 64
+    // vocabulary ids at every position within 1e-4, and the same argmax.
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("fixtures/export/transformers_hf_f32.json")).unwrap(),
+    )
+    .unwrap();
+    let want_ids: Vec<u32> = serde_json::from_value(fixture["input_ids"].clone()).unwrap();
+    assert_eq!(want_ids, ids, "the fixture was made for the same prompt");
+    let want: Vec<Vec<f32>> = serde_json::from_value(fixture["logits_first_ids"].clone()).unwrap();
+    let got = hf_logits.squeeze(0).unwrap().narrow(1, 0, 64).unwrap();
+    let got = got.to_vec2::<f32>().unwrap();
+    let worst = got
+        .iter()
+        .flatten()
+        .zip(want.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    println!("hf f32 export vs transformers: max |Δlogit| {worst:.3e}");
+    assert!(worst <= 1e-4, "transformers' logits differ by {worst}");
+    let argmax: Vec<u32> = serde_json::from_value(fixture["argmax"].clone()).unwrap();
+    assert_eq!(
+        hf_logits
+            .argmax(2)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec1::<u32>()
+            .unwrap(),
+        argmax
+    );
     let file = GgufFile::open(&gguf_dir.join("model-q8_0.gguf")).unwrap();
     let q8 = ferrotune_model::load_gguf(&file, &Device::Cpu).unwrap();
     let got = q8.forward(&input, None).unwrap();

@@ -1,6 +1,7 @@
-//! The llama family in llama.cpp's layout: tensor names (`token_embd`, `blk.N.attn_q`, ...,
-//! `output_norm`, `output`), the Q/K row permutation and the `llama.*` metadata, as llama.cpp's
-//! `convert_hf_to_gguf.py` (`LlamaModel`) and `gguf-py/gguf/constants.py` name them.
+//! llama.cpp's layout of the llama-like families: tensor names (`token_embd`, `blk.N.attn_q`,
+//! ..., `output_norm`, `output`; qwen3's `attn_q_norm`/`attn_k_norm`), the llama Q/K row
+//! permutation and the `<arch>.*` metadata, as llama.cpp's `convert_hf_to_gguf.py`
+//! (`LlamaModel`, `Qwen2Model`, `Qwen3Model`) and `gguf-py/gguf/constants.py` name them.
 
 use candle_core::Tensor;
 use ferrotune_hub::gguf::GgufValue;
@@ -10,7 +11,8 @@ use ferrotune_model::{ModelConfig, RopeScaling};
 
 use crate::error::Result;
 
-/// The llama.cpp name of an HF tensor name, or `None` for a name outside the llama layout.
+/// The llama.cpp name of an HF tensor name (weights and biases alike), or `None` for a name
+/// outside the layout shared by llama, mistral, qwen2 and qwen3.
 pub fn gguf_name(hf: &str) -> Option<String> {
     match hf {
         "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
@@ -27,6 +29,8 @@ pub fn gguf_name(hf: &str) -> Option<String> {
         "self_attn.k_proj" => "attn_k",
         "self_attn.v_proj" => "attn_v",
         "self_attn.o_proj" => "attn_output",
+        "self_attn.q_norm" => "attn_q_norm",
+        "self_attn.k_norm" => "attn_k_norm",
         "mlp.gate_proj" => "ffn_gate",
         "mlp.up_proj" => "ffn_up",
         "mlp.down_proj" => "ffn_down",
@@ -70,9 +74,10 @@ pub fn rope_freqs(cfg: &ModelConfig) -> Option<Vec<f32>> {
     }
 }
 
-/// The `llama.*` hyper-parameters (`LLM_KV_*` names of llama.cpp).
-pub fn metadata(cfg: &ModelConfig) -> Vec<(String, GgufValue)> {
-    let k = |s: &str| format!("llama.{s}");
+/// The `<arch>.*` hyper-parameters (`LLM_KV_*` names of llama.cpp), `arch` being the file's
+/// `general.architecture` (`llama`, `qwen2`, `qwen3`).
+pub fn metadata(arch: &str, cfg: &ModelConfig) -> Vec<(String, GgufValue)> {
+    let k = |s: &str| format!("{arch}.{s}");
     let u = |v: usize| GgufValue::U32(v as u32);
     let mut m = vec![
         (k("vocab_size"), u(cfg.vocab_size)),
@@ -117,6 +122,14 @@ mod tests {
         assert_eq!(
             gguf_name("lm_head.weight").as_deref(),
             Some("output.weight")
+        );
+        assert_eq!(
+            gguf_name("model.layers.3.self_attn.k_norm.weight").as_deref(),
+            Some("blk.3.attn_k_norm.weight")
+        );
+        assert_eq!(
+            gguf_name("model.layers.1.self_attn.v_proj.bias").as_deref(),
+            Some("blk.1.attn_v.bias")
         );
         assert_eq!(gguf_name("model.layers.0.self_attn.qkv_proj.weight"), None);
     }

@@ -1,10 +1,13 @@
 //! GGUF export of a merged model: one GGUF v3 file with `general.*`, `<arch>.*` and tokenizer
 //! metadata and the weights in llama.cpp's names and layout, stored as `f32`, `f16`, `bf16`,
-//! `q8_0`, `q4_0` or `q4_1` (see [`tensor_type`]). Only the llama family is written so far.
+//! `q8_0`, `q4_0` or `q4_1` (see [`tensor_type`]). Families written: llama and mistral (as
+//! llama.cpp's `llama` architecture), qwen2 and qwen3 (see [`families`]); gemma and phi3 are
+//! refused.
 //!
 //! Read back by ferrotune's own GGUF loader (`ferrotune_model::load_gguf`), gguf-py and
 //! llama.cpp.
 
+pub mod families;
 mod llama;
 pub mod quant;
 pub mod vocab;
@@ -14,7 +17,7 @@ use std::path::Path;
 
 use ferrotune_config::args::ExportQuantization;
 use ferrotune_hub::gguf::{GgmlType, GgufValue};
-use ferrotune_model::{CausalLM, Family};
+use ferrotune_model::CausalLM;
 
 use crate::error::{ExportError, Result};
 use writer::{write_gguf_file, TensorEntry};
@@ -77,12 +80,14 @@ pub struct GgufSummary {
 
 /// Writes `model` (adapters merged, f32) to the GGUF file `path`: `general.architecture`,
 /// `general.type`, `general.name = name`, `general.file_type`, `general.quantization_version`,
-/// the family's hyper-parameters, then `tokenizer` (see [`vocab::tokenizer_metadata`]; may be
-/// empty for a weights-only file), then the tensors (llama Q/K rows permuted to llama.cpp's
-/// layout; Llama 3 RoPE scaling as `rope_freqs.weight`).
+/// the family's `<arch>.*` hyper-parameters, then `tokenizer` (see
+/// [`vocab::tokenizer_metadata`]; may be empty for a weights-only file), then the tensors
+/// (llama/mistral Q/K rows permuted to llama.cpp's layout, qwen2/qwen3 as they are; Llama 3
+/// RoPE scaling as `rope_freqs.weight`). The architecture of each family: [`families::layout`].
 ///
-/// Errors: [`ExportError::NotBuilt`] for families other than llama, [`ExportError::Config`]
-/// for a tensor outside the family's layout, [`ExportError::Io`] naming the file.
+/// Errors: [`ExportError::NotBuilt`] for gemma, phi3 and qwen3 with attention biases,
+/// [`ExportError::Config`] for a tensor outside the family's layout, [`ExportError::Io`]
+/// naming the file.
 pub fn write_gguf(
     path: &Path,
     model: &CausalLM,
@@ -91,16 +96,11 @@ pub fn write_gguf(
     tokenizer: &[(String, GgufValue)],
 ) -> Result<GgufSummary> {
     let cfg = &model.config;
-    if cfg.family != Family::Llama {
-        return Err(ExportError::NotBuilt {
-            what: format!("gguf export of the `{}` family", cfg.family.name()),
-            supported: "supported: llama; hint: use `export_format: hf`".into(),
-        });
-    }
+    let layout = families::layout(cfg)?;
     let mut metadata: Vec<(String, GgufValue)> = vec![
         (
             "general.architecture".into(),
-            GgufValue::String("llama".into()),
+            GgufValue::String(layout.arch.into()),
         ),
         ("general.type".into(), GgufValue::String("model".into())),
         ("general.name".into(), GgufValue::String(name.into())),
@@ -110,14 +110,15 @@ pub fn write_gguf(
         ),
         ("general.quantization_version".into(), GgufValue::U32(2)),
     ];
-    metadata.extend(llama::metadata(cfg));
+    metadata.extend(llama::metadata(layout.arch, cfg));
     metadata.extend(tokenizer.iter().cloned());
 
     let mut tensors = Vec::new();
     for (hf, t) in model.named_tensors() {
         let gname = gguf_name(&hf).ok_or_else(|| {
             ExportError::Config(format!(
-                "tensor `{hf}` has no llama.cpp name in the llama layout"
+                "tensor `{hf}` has no llama.cpp name in the `{}` layout",
+                layout.arch
             ))
         })?;
         let dims = t.dims().to_vec();
@@ -128,7 +129,11 @@ pub fn write_gguf(
             dims,
             ty,
             data: Box::new(move || {
-                let t = permute_qk(&hf, t.detach(), cfg)?;
+                let t = if layout.permute_qk {
+                    permute_qk(&hf, t.detach(), cfg)?
+                } else {
+                    t.detach()
+                };
                 let values = t
                     .to_dtype(candle_core::DType::F32)?
                     .flatten_all()?
