@@ -17,9 +17,9 @@
 //! `ggml_vec_dot_q8_0_q8_0`): each row of `x` is first quantized to 8-bit blocks of 32
 //! (`d_x = max|x|/127`, `q_x = round(x/d_x)`, and `s_x = d_x·Σq_x`), then each block's integer
 //! dot product is scaled: `Σ_b d_w·d_x·Σ_i q_w·q_x (+ m_w·s_x for Q4)`. The integer part runs as
-//! AVX2 `vpmaddubsw`/`vpmaddwd` on x86-64 (a portable loop elsewhere). Quantizing `x` adds an
-//! error of the same order as the weights' own (≈ 1/254 of each block's largest activation), as
-//! in llama.cpp.
+//! AVX2 `vpmaddubsw`/`vpmaddwd`, or VNNI `vpdpbusd` where the CPU has it, on x86-64 (a portable
+//! loop elsewhere). Quantizing `x` adds an error of the same order as the weights' own (≈ 1/254
+//! of each block's largest activation), as in llama.cpp.
 
 use std::sync::Arc;
 
@@ -374,9 +374,17 @@ impl Q8Rows {
 /// A row dot product between weight blocks and activation blocks.
 type DotFn = fn(&WRow<'_>, &XRow<'_>) -> f32;
 
+/// The fastest kernel this CPU runs for `format`: AVX512-VNNI, then AVX2 + FMA, then the
+/// portable loop, detected at run time.
 fn select_dot(format: QFormat) -> DotFn {
     #[cfg(target_arch = "x86_64")]
     {
+        if x86::has_vnni() {
+            return match format {
+                QFormat::Q8 => x86::dot_q8_vnni,
+                QFormat::Q4 => x86::dot_q4_vnni,
+            };
+        }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             return match format {
@@ -427,6 +435,12 @@ mod x86 {
     //! AVX2 block dot products: per block, 32 byte pairs multiplied and summed to eight i32
     //! (`vpmaddubsw` u8×i8 → pairs of i16, `vpmaddwd` by 1 → i32), converted to f32 and scaled
     //! into eight f32 accumulators that are summed once per row.
+    //!
+    //! VNNI kernels: `vpdpbusd` (Intel SDM vol. 2C, "VPDPBUSD — Multiply and Add Unsigned and
+    //! Signed Bytes") multiplies groups of four u8 × i8 pairs and adds them to an i32 lane in
+    //! one instruction, replacing `vpmaddubsw` + `vpmaddwd`. Its operands are u8 × i8, so Q8_0
+    //! passes `|w|` and `x` with `w`'s sign (`vpabsb`, `vpsignb`), and Q4's nibbles go in as
+    //! they are. Two blocks per step, into two accumulators, for independent dependency chains.
 
     use std::arch::x86_64::*;
 
@@ -474,6 +488,167 @@ mod x86 {
             hsum(acc)
         }
         // SAFETY: selected only after detecting AVX2 and FMA.
+        unsafe { inner(w, x) }
+    }
+
+    /// 32 bytes from `p`, unaligned, with `vlddqu`.
+    ///
+    /// `_mm256_loadu_si256` and `read_unaligned` go through `copy_nonoverlapping`, whose
+    /// precondition checks stay in this workspace's dev profile (opt-level 3 with debug
+    /// assertions) and cost more than the load inside these loops; `vlddqu` is a plain
+    /// unaligned load (Intel SDM vol. 2A, "LDDQU").
+    ///
+    /// Safety: `p..p + 32` readable.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn load256(p: *const u8) -> __m256i {
+        // SAFETY: per the caller's contract; no alignment requirement.
+        unsafe { _mm256_lddqu_si256(p.cast()) }
+    }
+
+    /// 16 bytes from `p`, unaligned, as [`load256`].
+    ///
+    /// Safety: `p..p + 16` readable.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn load128(p: *const u8) -> __m128i {
+        // SAFETY: per the caller's contract.
+        unsafe { _mm_lddqu_si128(p.cast()) }
+    }
+
+    /// Whether the CPU has what the VNNI kernels use: AVX512-VNNI with AVX512VL (the 256-bit
+    /// EVEX form of `vpdpbusd`), AVX2 and FMA.
+    pub(super) fn has_vnni() -> bool {
+        std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+    }
+
+    /// `vpdpbusd`: each i32 lane `i` of the result is `Σ_{j<4} u[4i+j]·s[4i+j]`, `u` read as u8
+    /// and `s` as i8, with no intermediate saturation.
+    ///
+    /// Written as inline assembly, EVEX-encoded (AVX512-VNNI + AVX512VL), because the
+    /// `_mm256_dpbusd_epi32` intrinsic needs Rust 1.89 and the workspace supports 1.85.
+    ///
+    /// Safety: the CPU must have AVX512-VNNI and AVX512VL ([`has_vnni`]).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn dpbusd(u: __m256i, s: __m256i) -> __m256i {
+        let mut acc = _mm256_setzero_si256();
+        // SAFETY: register-only instruction, available per the caller's contract.
+        unsafe {
+            std::arch::asm!(
+                "{{evex}} vpdpbusd {acc}, {u}, {s}",
+                acc = inout(ymm_reg) acc,
+                u = in(ymm_reg) u,
+                s = in(ymm_reg) s,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        acc
+    }
+
+    /// Q8_0 block `b`: Σ q_w·q_x as eight i32 partial sums.
+    ///
+    /// Safety: `has_vnni`, and block `b` inside both slices (`fits`).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn q8_block(w: &WRow<'_>, x: &XRow<'_>, b: usize) -> __m256i {
+        // SAFETY: the caller checked that block `b` lies inside both slices.
+        let (wv, xv) = unsafe {
+            (
+                load256(w.qs.as_ptr().add(b * BLOCK)),
+                load256(x.qs.as_ptr().add(b * BLOCK).cast()),
+            )
+        };
+        // i8·i8 through the u8·i8 instruction: |w| times x carrying w's sign (|−128| read as
+        // u8 is 128, still exact).
+        // SAFETY: the caller checked `has_vnni`.
+        unsafe { dpbusd(_mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv)) }
+    }
+
+    pub(super) fn dot_q8_vnni(w: &WRow<'_>, x: &XRow<'_>) -> f32 {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn inner(w: &WRow<'_>, x: &XRow<'_>) -> f32 {
+            let nb = fits(w, x, BLOCK);
+            let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let mut b = 0;
+            while b + 2 <= nb {
+                // SAFETY: `fits` checked blocks `b` and `b + 1`; the caller checked `has_vnni`.
+                let (i0, i1) = unsafe { (q8_block(w, x, b), q8_block(w, x, b + 1)) };
+                let s0 = _mm256_set1_ps(w.scales[b] * x.scales[b]);
+                let s1 = _mm256_set1_ps(w.scales[b + 1] * x.scales[b + 1]);
+                acc0 = _mm256_fmadd_ps(s0, _mm256_cvtepi32_ps(i0), acc0);
+                acc1 = _mm256_fmadd_ps(s1, _mm256_cvtepi32_ps(i1), acc1);
+                b += 2;
+            }
+            if b < nb {
+                // SAFETY: as above, for the last block.
+                let i0 = unsafe { q8_block(w, x, b) };
+                let s0 = _mm256_set1_ps(w.scales[b] * x.scales[b]);
+                acc0 = _mm256_fmadd_ps(s0, _mm256_cvtepi32_ps(i0), acc0);
+            }
+            hsum(_mm256_add_ps(acc0, acc1))
+        }
+        // SAFETY: selected only after `has_vnni`.
+        unsafe { inner(w, x) }
+    }
+
+    pub(super) fn dot_q4_vnni(w: &WRow<'_>, x: &XRow<'_>) -> f32 {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn inner(w: &WRow<'_>, x: &XRow<'_>) -> f32 {
+            let nb = fits(w, x, BLOCK / 2);
+            assert!(w.mins.len() >= nb && x.sums.len() >= nb);
+            let low = _mm256_set1_epi8(0x0F);
+            let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let (mut min0, mut min1) = (0f32, 0f32);
+            let mut b = 0;
+            while b + 2 <= nb {
+                // SAFETY: `fits` checked that blocks `b` and `b + 1` lie inside both slices.
+                let (packed, x0, x1) = unsafe {
+                    (
+                        load256(w.qs.as_ptr().add(b * BLOCK / 2)),
+                        load256(x.qs.as_ptr().add(b * BLOCK).cast()),
+                        load256(x.qs.as_ptr().add((b + 1) * BLOCK).cast()),
+                    )
+                };
+                // The 32 packed bytes of two blocks: low nibbles (weights 0..16) and high ones
+                // (16..32) of both, then regrouped per block.
+                let lo = _mm256_and_si256(packed, low);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), low);
+                let w0 = _mm256_permute2x128_si256::<0x20>(lo, hi);
+                let w1 = _mm256_permute2x128_si256::<0x31>(lo, hi);
+                // SAFETY: the caller checked `has_vnni`.
+                let (i0, i1) = unsafe { (dpbusd(w0, x0), dpbusd(w1, x1)) };
+                let s0 = _mm256_set1_ps(w.scales[b] * x.scales[b]);
+                let s1 = _mm256_set1_ps(w.scales[b + 1] * x.scales[b + 1]);
+                acc0 = _mm256_fmadd_ps(s0, _mm256_cvtepi32_ps(i0), acc0);
+                acc1 = _mm256_fmadd_ps(s1, _mm256_cvtepi32_ps(i1), acc1);
+                min0 = w.mins[b].mul_add(x.sums[b], min0);
+                min1 = w.mins[b + 1].mul_add(x.sums[b + 1], min1);
+                b += 2;
+            }
+            if b < nb {
+                // SAFETY: as above, for the last block.
+                let (packed, x0) = unsafe {
+                    (
+                        load128(w.qs.as_ptr().add(b * BLOCK / 2)),
+                        load256(x.qs.as_ptr().add(b * BLOCK).cast()),
+                    )
+                };
+                let low = _mm_set1_epi8(0x0F);
+                let lo = _mm_and_si128(packed, low);
+                let hi = _mm_and_si128(_mm_srli_epi16::<4>(packed), low);
+                // SAFETY: the caller checked `has_vnni`.
+                let i0 = unsafe { dpbusd(_mm256_set_m128i(hi, lo), x0) };
+                let s0 = _mm256_set1_ps(w.scales[b] * x.scales[b]);
+                acc0 = _mm256_fmadd_ps(s0, _mm256_cvtepi32_ps(i0), acc0);
+                min0 = w.mins[b].mul_add(x.sums[b], min0);
+            }
+            hsum(_mm256_add_ps(acc0, acc1)) + (min0 + min1)
+        }
+        // SAFETY: selected only after `has_vnni`.
         unsafe { inner(w, x) }
     }
 
@@ -603,32 +778,99 @@ mod tests {
         }
     }
 
+    /// Every kernel this CPU can run for `format`, with a name, the portable one first.
+    fn kernels(format: QFormat) -> Vec<(&'static str, DotFn)> {
+        let mut all: Vec<(&'static str, DotFn)> = match format {
+            QFormat::Q8 => vec![("plain", dot_q8_plain)],
+            QFormat::Q4 => vec![("plain", dot_q4_plain)],
+        };
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                all.push(match format {
+                    QFormat::Q8 => ("avx2", x86::dot_q8_avx2),
+                    QFormat::Q4 => ("avx2", x86::dot_q4_avx2),
+                });
+            }
+            if x86::has_vnni() {
+                all.push(match format {
+                    QFormat::Q8 => ("vnni", x86::dot_q8_vnni),
+                    QFormat::Q4 => ("vnni", x86::dot_q4_vnni),
+                });
+            }
+        }
+        all
+    }
+
+    /// Random raw blocks of `dtype`: every byte value in the integers (−128 included for Q8),
+    /// scales `0.01·(1 + block index mod 7)` and minimums `−0.05` (Q4_1).
+    fn random_blocks(dtype: GgmlType, n_blocks: usize, seed: u32) -> Vec<u8> {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
+        let mut byte = move || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 24) as u8
+        };
+        let f16 = |v: f32| half::f16::from_f32(v).to_le_bytes();
+        let mut bytes = Vec::new();
+        for b in 0..n_blocks {
+            bytes.extend(f16(0.01 * (1 + b % 7) as f32));
+            let n = match dtype {
+                GgmlType::Q8_0 => BLOCK,
+                GgmlType::Q4_1 => {
+                    bytes.extend(f16(-0.05));
+                    BLOCK / 2
+                }
+                _ => unreachable!(),
+            };
+            bytes.extend((0..n).map(|_| byte()));
+        }
+        bytes
+    }
+
     #[test]
     fn simd_and_portable_dots_agree() {
-        let (out, k) = (64, 160);
-        let w = values(out * k, 5);
-        let x = values(k, 6);
-        let xq = Q8Rows::quantize(&x, 1, k);
-        for dtype in [GgmlType::Q8_0, GgmlType::Q4_1] {
-            let m = QMatrix::from_ggml(dtype, &encode(dtype, &w), out, k).unwrap();
-            let fast = select_dot(m.format);
-            let plain: DotFn = match m.format {
-                QFormat::Q8 => dot_q8_plain,
-                QFormat::Q4 => dot_q4_plain,
-            };
+        // K = 160 and 96 are 5 and 3 blocks: the two-block VNNI steps and the odd last block.
+        for (k, out) in [(160, 64), (96, 40), (64, 8)] {
+            let w = values(out * k, 5);
+            let x = values(k, 6);
+            // Activations at the ends of the i8 range too.
+            let mut x_extreme = values(k, 9);
+            for (i, v) in x_extreme.iter_mut().enumerate() {
+                if i % 5 == 0 {
+                    *v = if i % 2 == 0 { 1.0 } else { -1.0 };
+                }
+            }
             let nb = k / BLOCK;
-            let q_row = m.qs.len() / out;
-            for j in 0..out {
-                let wr = WRow {
-                    qs: &m.qs[j * q_row..(j + 1) * q_row],
-                    scales: &m.scales[j * nb..(j + 1) * nb],
-                    mins: m.mins.get(j * nb..(j + 1) * nb).unwrap_or(&[]),
-                };
-                let (a, b) = (fast(&wr, &xq.row(0)), plain(&wr, &xq.row(0)));
-                assert!(
-                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
-                    "{dtype} row {j}: {a} vs {b}"
-                );
+            for dtype in [GgmlType::Q8_0, GgmlType::Q4_1] {
+                let encoded = QMatrix::from_ggml(dtype, &encode(dtype, &w), out, k).unwrap();
+                let raw = random_blocks(dtype, out * nb, 11);
+                let raw = QMatrix::from_ggml(dtype, &raw, out, k).unwrap();
+                for m in [&encoded, &raw] {
+                    let q_row = m.qs.len() / out;
+                    for xs in [&x, &x_extreme] {
+                        let xq = Q8Rows::quantize(xs, 1, k);
+                        let all = kernels(m.format);
+                        for j in 0..out {
+                            let wr = WRow {
+                                qs: &m.qs[j * q_row..(j + 1) * q_row],
+                                scales: &m.scales[j * nb..(j + 1) * nb],
+                                mins: m.mins.get(j * nb..(j + 1) * nb).unwrap_or(&[]),
+                            };
+                            let want = all[0].1(&wr, &xq.row(0));
+                            for (name, dot) in &all[1..] {
+                                let got = dot(&wr, &xq.row(0));
+                                assert!(
+                                    (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                                    "{dtype} k {k} row {j} {name}: {got} vs {want}"
+                                );
+                            }
+                        }
+                    }
+                }
             }
         }
     }
