@@ -216,28 +216,7 @@ pub fn save_tokenizer(
             msg: e.to_string(),
         })?;
     write_atomic(&path, text.as_bytes())?;
-    let mut config = serde_json::Map::new();
-    config.insert("tokenizer_class".into(), "PreTrainedTokenizerFast".into());
-    for (key, value) in [
-        ("bos_token", &tok.bos_token),
-        ("eos_token", &tok.eos_token),
-        ("pad_token", &tok.pad_token),
-        ("unk_token", &tok.unk_token),
-    ] {
-        config.insert(key.into(), value.clone().map_or(Value::Null, Value::from));
-    }
-    config.insert("add_bos_token".into(), tok.add_bos_token.into());
-    config.insert("add_eos_token".into(), tok.add_eos_token.into());
-    config.insert(
-        "additional_special_tokens".into(),
-        tok.additional_special_tokens.clone().into(),
-    );
-    if let Some(n) = tok.model_max_length {
-        config.insert("model_max_length".into(), n.into());
-    }
-    if let Some(t) = chat_template.or(tok.chat_template.as_deref()) {
-        config.insert("chat_template".into(), t.into());
-    }
+    let config = tok.hf_tokenizer_config(chat_template.or(tok.chat_template.as_deref()));
     write_json(&dir.join("tokenizer_config.json"), &Value::Object(config))
 }
 

@@ -64,6 +64,63 @@ impl std::fmt::Debug for TokenizerBundle {
 }
 
 impl TokenizerBundle {
+    /// The special tokens as `(key, text)` in transformers' order, unset ones left out.
+    fn special_token_texts(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("bos_token", &self.bos_token),
+            ("eos_token", &self.eos_token),
+            ("pad_token", &self.pad_token),
+            ("unk_token", &self.unk_token),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .collect()
+    }
+
+    /// The `tokenizer_config.json` object transformers' `save_pretrained` writes for a fast
+    /// tokenizer: `tokenizer_class`, the special tokens, `add_bos_token`/`add_eos_token`,
+    /// `additional_special_tokens`, `model_max_length` when known and `chat_template` when
+    /// given. Callers add their own keys (e.g. `padding_side`).
+    pub fn hf_tokenizer_config(
+        &self,
+        chat_template: Option<&str>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut config = serde_json::Map::new();
+        config.insert("tokenizer_class".into(), "PreTrainedTokenizerFast".into());
+        for (key, text) in self.special_token_texts() {
+            config.insert(key.into(), text.into());
+        }
+        config.insert("add_bos_token".into(), self.add_bos_token.into());
+        config.insert("add_eos_token".into(), self.add_eos_token.into());
+        config.insert(
+            "additional_special_tokens".into(),
+            self.additional_special_tokens.clone().into(),
+        );
+        if let Some(n) = self.model_max_length {
+            config.insert("model_max_length".into(), n.into());
+        }
+        if let Some(t) = chat_template {
+            config.insert("chat_template".into(), t.into());
+        }
+        config
+    }
+
+    /// The `special_tokens_map.json` object: the set special tokens and, when any,
+    /// `additional_special_tokens`.
+    pub fn hf_special_tokens_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut map = serde_json::Map::new();
+        for (key, text) in self.special_token_texts() {
+            map.insert(key.into(), text.into());
+        }
+        if !self.additional_special_tokens.is_empty() {
+            map.insert(
+                "additional_special_tokens".into(),
+                self.additional_special_tokens.clone().into(),
+            );
+        }
+        map
+    }
+
     /// Loads `dir/tokenizer.json` (required) and `dir/tokenizer_config.json` (optional), the way
     /// transformers' `AutoTokenizer.from_pretrained(dir)` does for a fast tokenizer.
     ///
