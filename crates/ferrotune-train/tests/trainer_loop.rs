@@ -11,27 +11,8 @@ use ferrotune_train::{LoopOptions, Trainer};
 mod common;
 use common::{lora_trainer, tiny};
 
-/// Two examples of different lengths and label counts, so that a per-micro-batch mean would
-/// weight them differently from the token mean.
 fn examples() -> Vec<Example> {
-    let a: Vec<u32> = (10..22).collect();
-    let b: Vec<u32> = (100..105).collect();
-    vec![
-        Example {
-            labels: a
-                .iter()
-                .enumerate()
-                .map(|(i, &t)| if i < 3 { -100 } else { i64::from(t) })
-                .collect(),
-            input_ids: a,
-            attention_mask: None,
-        },
-        Example {
-            labels: b.iter().map(|&t| i64::from(t)).collect(),
-            input_ids: b,
-            attention_mask: None,
-        },
-    ]
+    common::two_examples(5)
 }
 
 fn params_after_one_step(t: &mut Trainer, windows: Vec<Vec<&Example>>) -> (f64, Vec<Vec<f32>>) {

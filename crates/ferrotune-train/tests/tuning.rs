@@ -8,6 +8,8 @@
 //! FinetuningArguments(finetuning_type="freeze", ...), True, True)`, then the names of the
 //! parameters with `requires_grad`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -192,26 +194,8 @@ fn freeze_unknown_modules_list_the_valid_ones() {
     assert!(err.contains("trains no weight"), "{err}");
 }
 
-/// Token ids and labels for two examples over the tiny vocabulary (256).
 fn examples() -> Vec<Example> {
-    let a: Vec<u32> = (10..22).collect();
-    let b: Vec<u32> = (100..107).collect();
-    vec![
-        Example {
-            labels: a
-                .iter()
-                .enumerate()
-                .map(|(i, &t)| if i < 3 { -100 } else { i64::from(t) })
-                .collect(),
-            input_ids: a,
-            attention_mask: None,
-        },
-        Example {
-            labels: b.iter().map(|&t| i64::from(t)).collect(),
-            input_ids: b,
-            attention_mask: None,
-        },
-    ]
+    common::two_examples(7)
 }
 
 fn snapshot(model: &CausalLM) -> BTreeMap<String, Vec<f32>> {

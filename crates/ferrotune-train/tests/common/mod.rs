@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use ferrotune_config::TrainingArguments;
 use ferrotune_model::adapters::{apply_lora, LoraConfig, LoraInit};
+use ferrotune_train::collate::Example;
 use ferrotune_train::optim::TrainableParam;
 use ferrotune_train::{LoopOptions, Trainer};
 
@@ -43,4 +44,19 @@ pub fn lora_trainer(args: &TrainingArguments, output_dir: Option<PathBuf>) -> Tr
         resume_from: None,
     };
     Trainer::new(model, params, args, options, &Device::Cpu).unwrap()
+}
+
+/// Two examples over the tiny vocabulary (256) of different lengths and label counts: ids
+/// 10..22 with the first 3 labels masked, and ids `100..100 + second_len` all scored, so that
+/// a per-micro-batch mean would weight them differently from the token mean.
+pub fn two_examples(second_len: u32) -> Vec<Example> {
+    let a: Vec<u32> = (10..22).collect();
+    let b: Vec<u32> = (100..100 + second_len).collect();
+    let a_labels = a
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| if i < 3 { -100 } else { i64::from(t) })
+        .collect();
+    let b_labels = b.iter().map(|&t| i64::from(t)).collect();
+    vec![Example::new(a, a_labels), Example::new(b, b_labels)]
 }
