@@ -168,18 +168,7 @@ fn rows_f32_avx512(w: &[f32], x: &[f32], rows: usize, k: usize, yt: &mut [f32]) 
 mod tests {
     use super::*;
 
-    /// A deterministic pseudo-random sequence in [-1, 1).
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::layers::test_values as values;
 
     fn reference(x: &[f32], rows: usize, w: &[f32], out: usize, k: usize) -> Vec<f64> {
         let mut y = vec![0f64; rows * out];

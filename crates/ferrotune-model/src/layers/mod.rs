@@ -19,3 +19,17 @@ pub use linear::Linear;
 pub use mlp::{GateUp, Mlp};
 pub use norm::RmsNorm;
 pub use quantized::{QFormat, QMatrix, QuantizedWeight};
+
+/// A deterministic pseudo-random sequence in [-1, 1) (xorshift32) for the kernel tests.
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect()
+}

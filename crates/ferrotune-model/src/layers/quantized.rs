@@ -689,17 +689,7 @@ mod x86 {
 mod tests {
     use super::*;
 
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::layers::test_values as values;
 
     /// Encodes `[out, k]` weights as GGUF blocks of `dtype` (a simple round-to-nearest
     /// quantizer; only the decoding is under test).
