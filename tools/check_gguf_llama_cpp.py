@@ -12,6 +12,9 @@ For every `*.gguf` below the directory: llama.cpp (llama-cpp-python, 2 threads) 
 chat message greedily with the chat template stored in the file, `ferrotune chat` answers the
 same message greedily from the same file (the file's template too: no `template` key), and the
 two texts must be equal. Exits 1 on any difference.
+
+The tiny gemma and phi3 exports, which have no tokenizer, are compared on token ids and logits
+by tools/check_gguf_tiny_llama_cpp.py instead.
 """
 
 import subprocess

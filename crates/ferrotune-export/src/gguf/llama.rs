@@ -1,7 +1,8 @@
 //! llama.cpp's layout of the llama-like families: tensor names (`token_embd`, `blk.N.attn_q`,
-//! ..., `output_norm`, `output`; qwen3's `attn_q_norm`/`attn_k_norm`), the llama Q/K row
-//! permutation and the `<arch>.*` metadata, as llama.cpp's `convert_hf_to_gguf.py`
-//! (`LlamaModel`, `Qwen2Model`, `Qwen3Model`) and `gguf-py/gguf/constants.py` name them.
+//! ..., `output_norm`, `output`; qwen3's `attn_q_norm`/`attn_k_norm`; phi3's fused `attn_qkv`
+//! and `ffn_up`), the llama Q/K row permutation and the `<arch>.*` metadata, as llama.cpp's
+//! `convert_hf_to_gguf.py` (`LlamaModel`, `Qwen2Model`, `Qwen3Model`, `GemmaModel`,
+//! `Phi3MiniModel`) and `gguf-py/gguf/constants.py` name them.
 
 use candle_core::Tensor;
 use ferrotune_hub::gguf::GgufValue;
@@ -12,7 +13,9 @@ use ferrotune_model::{ModelConfig, RopeScaling};
 use crate::error::Result;
 
 /// The llama.cpp name of an HF tensor name (weights and biases alike), or `None` for a name
-/// outside the layout shared by llama, mistral, qwen2 and qwen3.
+/// outside the layout shared by llama, mistral, qwen2, qwen3, gemma and phi3. Phi-3's fused
+/// `qkv_proj` (`[(H + 2K)·D, C]`) becomes `attn_qkv` and its `gate_up_proj` (`[2·I, C]`, gate
+/// rows first) becomes `ffn_up`, unchanged (llama.cpp splits them in its graph).
 pub fn gguf_name(hf: &str) -> Option<String> {
     match hf {
         "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
@@ -28,11 +31,12 @@ pub fn gguf_name(hf: &str) -> Option<String> {
         "self_attn.q_proj" => "attn_q",
         "self_attn.k_proj" => "attn_k",
         "self_attn.v_proj" => "attn_v",
+        "self_attn.qkv_proj" => "attn_qkv",
         "self_attn.o_proj" => "attn_output",
         "self_attn.q_norm" => "attn_q_norm",
         "self_attn.k_norm" => "attn_k_norm",
         "mlp.gate_proj" => "ffn_gate",
-        "mlp.up_proj" => "ffn_up",
+        "mlp.up_proj" | "mlp.gate_up_proj" => "ffn_up",
         "mlp.down_proj" => "ffn_down",
         "input_layernorm" => "attn_norm",
         "post_attention_layernorm" => "ffn_norm",
@@ -74,8 +78,10 @@ pub fn rope_freqs(cfg: &ModelConfig) -> Option<Vec<f32>> {
     }
 }
 
-/// The `<arch>.*` hyper-parameters (`LLM_KV_*` names of llama.cpp), `arch` being the file's
-/// `general.architecture` (`llama`, `qwen2`, `qwen3`).
+/// The `<arch>.*` hyper-parameters shared by every architecture written here (`LLM_KV_*` names
+/// of llama.cpp), `arch` being the file's `general.architecture`. `attention.key_length` and
+/// `attention.value_length` (the head dimension D) are always written: llama.cpp reads them
+/// where present and otherwise assumes `C / H`, and the gemma converter always writes them.
 pub fn metadata(arch: &str, cfg: &ModelConfig) -> Vec<(String, GgufValue)> {
     let k = |s: &str| format!("{arch}.{s}");
     let u = |v: usize| GgufValue::U32(v as u32);
@@ -93,11 +99,9 @@ pub fn metadata(arch: &str, cfg: &ModelConfig) -> Vec<(String, GgufValue)> {
             GgufValue::F32(cfg.rms_norm_eps as f32),
         ),
         (k("rope.freq_base"), GgufValue::F32(cfg.rope_theta as f32)),
+        (k("attention.key_length"), u(cfg.head_dim)),
+        (k("attention.value_length"), u(cfg.head_dim)),
     ];
-    if cfg.head_dim * cfg.num_attention_heads != cfg.hidden_size {
-        m.push((k("attention.key_length"), u(cfg.head_dim)));
-        m.push((k("attention.value_length"), u(cfg.head_dim)));
-    }
     if let RopeScaling::Linear { factor } = cfg.rope_scaling {
         m.push((k("rope.scaling.type"), GgufValue::String("linear".into())));
         m.push((k("rope.scaling.factor"), GgufValue::F32(factor as f32)));
@@ -131,6 +135,17 @@ mod tests {
             gguf_name("model.layers.1.self_attn.v_proj.bias").as_deref(),
             Some("blk.1.attn_v.bias")
         );
-        assert_eq!(gguf_name("model.layers.0.self_attn.qkv_proj.weight"), None);
+        assert_eq!(
+            gguf_name("model.layers.0.self_attn.qkv_proj.weight").as_deref(),
+            Some("blk.0.attn_qkv.weight")
+        );
+        assert_eq!(
+            gguf_name("model.layers.1.mlp.gate_up_proj.weight").as_deref(),
+            Some("blk.1.ffn_up.weight")
+        );
+        assert_eq!(
+            gguf_name("model.layers.0.self_attn.rotary_emb.inv_freq"),
+            None
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! GGUF export of a merged model: one GGUF v3 file with `general.*`, `<arch>.*` and tokenizer
 //! metadata and the weights in llama.cpp's names and layout, stored as `f32`, `f16`, `bf16`,
 //! `q8_0`, `q4_0` or `q4_1` (see [`tensor_type`]). Families written: llama and mistral (as
-//! llama.cpp's `llama` architecture), qwen2 and qwen3 (see [`families`]); gemma and phi3 are
-//! refused.
+//! llama.cpp's `llama` architecture), qwen2, qwen3, gemma (Gemma 1) and phi3 (see
+//! [`families`]).
 //!
 //! Read back by ferrotune's own GGUF loader (`ferrotune_model::load_gguf`), gguf-py and
 //! llama.cpp.
@@ -82,10 +82,12 @@ pub struct GgufSummary {
 /// `general.type`, `general.name = name`, `general.file_type`, `general.quantization_version`,
 /// the family's `<arch>.*` hyper-parameters, then `tokenizer` (see
 /// [`vocab::tokenizer_metadata`]; may be empty for a weights-only file), then the tensors
-/// (llama/mistral Q/K rows permuted to llama.cpp's layout, qwen2/qwen3 as they are; Llama 3
-/// RoPE scaling as `rope_freqs.weight`). The architecture of each family: [`families::layout`].
+/// (llama/mistral Q/K rows permuted to llama.cpp's layout, the others' rows as they are; gemma's
+/// RMSNorm weights stored as `1 + w`; Llama 3 RoPE scaling as `rope_freqs.weight`). The
+/// architecture of each family: [`families::layout`].
 ///
-/// Errors: [`ExportError::NotBuilt`] for gemma, phi3 and qwen3 with attention biases,
+/// Errors: [`ExportError::NotBuilt`] for models the family's llama.cpp architecture cannot
+/// express (see [`families::layout`]),
 /// [`ExportError::Config`] for a tensor outside the family's layout, [`ExportError::Io`]
 /// naming the file.
 pub fn write_gguf(
@@ -111,6 +113,7 @@ pub fn write_gguf(
         ("general.quantization_version".into(), GgufValue::U32(2)),
     ];
     metadata.extend(llama::metadata(layout.arch, cfg));
+    metadata.extend(families::family_metadata(&layout, cfg));
     metadata.extend(tokenizer.iter().cloned());
 
     let mut tensors = Vec::new();
@@ -129,11 +132,16 @@ pub fn write_gguf(
             dims,
             ty,
             data: Box::new(move || {
-                let t = if layout.permute_qk {
+                let mut t = if layout.permute_qk {
                     permute_qk(&hf, t.detach(), cfg)?
                 } else {
                     t.detach()
                 };
+                if layout.norm_weight_offset != 0.0 && hf.ends_with("norm.weight") {
+                    // Computed in f32 as the converter's `data_torch + 1`.
+                    t = (t.to_dtype(candle_core::DType::F32)?
+                        + f64::from(layout.norm_weight_offset))?;
+                }
                 let values = t
                     .to_dtype(candle_core::DType::F32)?
                     .flatten_all()?

@@ -28,12 +28,14 @@ pub(super) fn adjust_hf(cfg: &mut ModelConfig, raw: &HfConfig, path: &Path) -> R
     Ok(())
 }
 
-/// Same switches for a GGUF file.
+/// Same switches for a GGUF file. `phi3.attention.sliding_window` 0 means no window (llama.cpp's
+/// converter writes 0 when `sliding_window` is null).
 pub(super) fn adjust_gguf(cfg: &mut ModelConfig, file: &GgufFile) -> Result<()> {
     cfg.switches.fused_qkv = true;
     cfg.switches.fused_gate_up = true;
     cfg.sliding_window = file
         .get_u32_opt("phi3.attention.sliding_window")?
+        .filter(|&w| w > 0)
         .map(|w| w as usize);
     Ok(())
 }
