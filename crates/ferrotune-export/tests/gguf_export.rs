@@ -15,11 +15,19 @@
 //! - tiny HF gemma (`gemma`: norms stored as `1 + w`, no `output`) and phi3 (`phi3`: fused
 //!   `attn_qkv`/`ffn_up`, `sliding_window` 0) reload exactly as f32 and within
 //!   [`TINY_Q8_0_TOLERANCE`] as q8_0, and give llama.cpp's logits and greedy tokens
-//!   (`fixtures/export/llama_cpp_tiny.json`, made by `tools/check_gguf_tiny_llama_cpp.py`).
+//!   (`fixtures/export/llama_cpp_tiny.json`, made by `tools/check_gguf_tiny_llama_cpp.py`);
+//! - a SentencePiece-style `tokenizer.json` (`fixtures/export/spm_tokenizer`, byte fallback,
+//!   Metaspace `▁`) beside the tiny llama is written as llama.cpp's `llama` vocabulary (types,
+//!   scores from the merges, special ids, space prefix); ferrotune reads it back to the HF ids
+//!   of every fixture string (also from the scores alone), and llama.cpp's ids
+//!   (`fixtures/export/spm_tokenizer_ids.json`, made by `tools/make_spm_tokenizer_fixture.py`)
+//!   equal them except where llama.cpp's legacy space handling differs; Gemma's form (no
+//!   prefix, `<end_of_turn>` as eot) reads back to its HF ids.
 //!
 //! With `FERROTUNE_EXPORT_CHECK_DIR=<dir>` the tiny gemma/phi3 exports are kept in
 //! `<dir>/tiny/<case>.gguf` with `<case>.json` (ferrotune's input ids, last-position logits and
-//! greedy tokens on the file) for that script.
+//! greedy tokens on the file) for that script, and the SentencePiece-tokenizer export in
+//! `<dir>/spm/model-f32.gguf` for `make_spm_tokenizer_fixture.py check`.
 //!
 //! Shapes: logits `[1, T, V]`. Needs the demo model (`scripts/fetch_model.sh`).
 
@@ -599,4 +607,341 @@ fn tiny_phi3_round_trips_and_matches_llama_cpp() {
     assert_eq!(up.dims, vec![2 * 128, 64]);
     assert!(file.tensor_info("output.weight").is_some());
     check_tiny_family(&exports);
+}
+
+/// The SentencePiece-style tokenizer fixture (`tools/make_spm_tokenizer_fixture.py`): BPE with
+/// byte fallback, Metaspace `▁`, 256 `<0xNN>` tokens, `<unk>` 0, `<s>` 1, `</s>` 2, special
+/// `<|im_start|>` 420 and `<|im_end|>` 421, plain added token `<tool>` 422.
+fn spm_tokenizer_dir() -> std::path::PathBuf {
+    root().join("fixtures/export/spm_tokenizer")
+}
+
+/// Token count of the SentencePiece-style fixture tokenizer.
+const SPM_VOCAB: usize = 423;
+
+/// `fixtures/export/spm_tokenizer_ids.json`: the strings, the HF `tokenizers` ids of each (the
+/// tokenizer as written, and its `legacy` form: a `▁` before every segment between added
+/// tokens) and llama.cpp's ids on the exported GGUF.
+struct SpmIds {
+    strings: Vec<String>,
+    hf_ids: Vec<Vec<u32>>,
+    hf_legacy_ids: Vec<Vec<u32>>,
+    llama_cpp_ids: Option<Vec<Vec<u32>>>,
+}
+
+fn spm_ids() -> SpmIds {
+    let path = root().join("fixtures/export/spm_tokenizer_ids.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    SpmIds {
+        strings: serde_json::from_value(v["strings"].clone()).unwrap(),
+        hf_ids: serde_json::from_value(v["hf_ids"].clone()).unwrap(),
+        hf_legacy_ids: serde_json::from_value(v["hf_legacy_ids"].clone()).unwrap(),
+        llama_cpp_ids: serde_json::from_value(v["llama_cpp_ids"].clone()).ok(),
+    }
+}
+
+/// `fixtures/tiny/llama` with its (tied) embedding grown from 256 to [`SPM_VOCAB`] rows (the
+/// new rows are half the first ones) and the SentencePiece-style tokenizer beside it, in `dir`.
+fn tiny_llama_with_spm_tokenizer(dir: &std::path::Path) {
+    let src = root().join("fixtures/tiny/llama");
+    let mut tensors =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let embed = tensors.remove("model.embed_tokens.weight").unwrap();
+    let extra = (embed.narrow(0, 0, SPM_VOCAB - 256).unwrap() * 0.5).unwrap();
+    let grown = candle_core::Tensor::cat(&[&embed, &extra], 0).unwrap();
+    tensors.insert("model.embed_tokens.weight".into(), grown);
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    config["vocab_size"] = serde_json::json!(SPM_VOCAB);
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(spm_tokenizer_dir().join(file), dir.join(file)).unwrap();
+    }
+}
+
+/// `meta` as a metadata-only GGUF file at `path` (architecture `llama`), opened.
+fn tokenizer_only_gguf(path: &std::path::Path, meta: &[(String, GgufValue)]) -> GgufFile {
+    let mut all = vec![(
+        "general.architecture".to_string(),
+        GgufValue::String("llama".into()),
+    )];
+    all.extend(meta.iter().cloned());
+    writer::write_gguf_file(path, &all, &[]).unwrap();
+    GgufFile::open(path).unwrap()
+}
+
+/// Ids of every fixture string (no BOS) by `tok`.
+fn encode_all(tok: &TokenizerBundle, strings: &[String]) -> Vec<Vec<u32>> {
+    strings
+        .iter()
+        .map(|s| tok.encode(s, false).unwrap())
+        .collect()
+}
+
+#[test]
+fn sentencepiece_tokenizer_exports_as_llama_vocab_and_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("model");
+    std::fs::create_dir_all(&model_dir).unwrap();
+    tiny_llama_with_spm_tokenizer(&model_dir);
+    let out = tmp.path().join("out");
+    let summary = ferrotune_export::export_model(&config(&[
+        format!("model_name_or_path={}", model_dir.display()),
+        format!("export_dir={}", out.display()),
+        "export_format=gguf".into(),
+        "export_quantization=f32".into(),
+        "template=llama2".into(),
+    ]))
+    .expect("gguf export with a sentencepiece-style tokenizer");
+    let path = out.join("model-f32.gguf");
+    assert!(summary.files.iter().any(|f| f == "model-f32.gguf"));
+    if let Some(dir) = std::env::var_os("FERROTUNE_EXPORT_CHECK_DIR") {
+        let dir = std::path::Path::new(&dir).join("spm");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&path, dir.join("model-f32.gguf")).unwrap();
+    }
+    let file = GgufFile::open(&path).unwrap();
+
+    // Vocabulary metadata as llama.cpp's `llama` (SentencePiece) vocabulary.
+    assert_eq!(file.get_str("tokenizer.ggml.model").unwrap(), "llama");
+    assert_eq!(file.get_str("tokenizer.ggml.pre").unwrap(), "default");
+    let tokens = file.get_str_array("tokenizer.ggml.tokens").unwrap();
+    let types = file.get_i32_array("tokenizer.ggml.token_type").unwrap();
+    let scores = file.get_f32_array("tokenizer.ggml.scores").unwrap();
+    assert_eq!(
+        (tokens.len(), types.len(), scores.len()),
+        (SPM_VOCAB, SPM_VOCAB, SPM_VOCAB)
+    );
+    let count = |ty: i32| types.iter().filter(|&&t| t == ty).count();
+    // 2 unknown, 3 control, 4 user-defined, 6 byte; the rest normal; no unused ids.
+    assert_eq!(
+        [count(1), count(2), count(3), count(4), count(5), count(6)],
+        [SPM_VOCAB - 262, 1, 4, 1, 0, 256]
+    );
+    for (id, text, ty) in [
+        (0, "<unk>", 2),
+        (1, "<s>", 3),
+        (2, "</s>", 3),
+        (3, "<0x00>", 6),
+        (13, "<0x0A>", 6),
+        (258, "<0xFF>", 6),
+        (420, "<|im_start|>", 3),
+        (421, "<|im_end|>", 3),
+        (422, "<tool>", 4),
+    ] {
+        assert_eq!((tokens[id], types[id]), (text, ty), "token {id}");
+    }
+    // Scores: bytes 0, added tokens -1000, the token of merge rank r is -r (strictly
+    // decreasing along the merges' first productions).
+    assert_eq!(scores[3..259].iter().copied().fold(0f32, f32::min), 0.0);
+    assert_eq!(
+        [scores[0], scores[1], scores[420], scores[422]],
+        [-1000.0; 4]
+    );
+    let merges = file.get_str_array("tokenizer.ggml.merges").unwrap();
+    let index: std::collections::HashMap<&str, usize> =
+        tokens.iter().enumerate().map(|(i, &t)| (t, i)).collect();
+    let mut seen = std::collections::HashSet::new();
+    for (rank, m) in merges.iter().enumerate() {
+        let merged = m.replacen(' ', "", 1);
+        if seen.insert(merged.clone()) {
+            assert_eq!(
+                scores[index[merged.as_str()]],
+                -(rank as f32),
+                "merge {rank} {m:?}"
+            );
+        }
+    }
+    println!(
+        "spm export: {} tokens, {} merges, {} merged tokens scored",
+        tokens.len(),
+        merges.len(),
+        seen.len()
+    );
+    for (key, want) in [
+        ("tokenizer.ggml.bos_token_id", Some(1)),
+        ("tokenizer.ggml.eos_token_id", Some(2)),
+        ("tokenizer.ggml.unknown_token_id", Some(0)),
+        // The tokenizer has no pad token: the template fix makes it EOS, as LLaMA-Factory does.
+        ("tokenizer.ggml.padding_token_id", Some(2)),
+    ] {
+        assert_eq!(file.get_u32_opt(key).unwrap(), want, "{key}");
+    }
+    assert_eq!(
+        file.get_bool_opt("tokenizer.ggml.add_bos_token").unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        file.get_bool_opt("tokenizer.ggml.add_eos_token").unwrap(),
+        Some(false)
+    );
+    assert_eq!(
+        file.get_bool_opt("tokenizer.ggml.add_space_prefix")
+            .unwrap(),
+        Some(true)
+    );
+
+    // Ids: HF tokenizers (fixture) = ferrotune's HF tokenizer = ferrotune's GGUF read-back =
+    // the read-back of the same file without merges (merges re-derived from the scores, as
+    // llama.cpp's scores-only tokenizer sees it) = llama.cpp (fixture).
+    let fixture = spm_ids();
+    let hf = TokenizerBundle::from_hf_dir(&spm_tokenizer_dir()).unwrap();
+    assert_eq!(
+        encode_all(&hf, &fixture.strings),
+        fixture.hf_ids,
+        "ferrotune hf tokenizer"
+    );
+    let back = TokenizerBundle::from_gguf(&file).unwrap();
+    let got = encode_all(&back, &fixture.strings);
+    let same = got
+        .iter()
+        .zip(&fixture.hf_ids)
+        .filter(|(a, b)| a == b)
+        .count();
+    println!(
+        "gguf read-back: ids equal on {same}/{} strings",
+        fixture.strings.len()
+    );
+    assert_eq!(got, fixture.hf_ids, "gguf read-back");
+    assert_eq!(back.encode("Hello world", true).unwrap(), [1, 281, 304]);
+    assert_eq!(
+        back.decode(&fixture.hf_ids[13], false).unwrap(),
+        fixture.strings[13]
+    );
+    assert_eq!(
+        (
+            back.bos_token.as_deref(),
+            back.eos_token.as_deref(),
+            back.unk_token.as_deref()
+        ),
+        (Some("<s>"), Some("</s>"), Some("<unk>"))
+    );
+    let tok = TokenizerBundle::from_hf_dir(&model_dir).unwrap();
+    let meta = vocab::tokenizer_metadata(&tok, None, SPM_VOCAB, None).unwrap();
+    let no_merges: Vec<_> = meta
+        .into_iter()
+        .filter(|(k, _)| k != "tokenizer.ggml.merges")
+        .collect();
+    let scores_only = tokenizer_only_gguf(&tmp.path().join("scores.gguf"), &no_merges);
+    let from_scores = TokenizerBundle::from_gguf(&scores_only).unwrap();
+    assert_eq!(
+        encode_all(&from_scores, &fixture.strings),
+        fixture.hf_ids,
+        "read-back with merges derived from the scores"
+    );
+    let llama_cpp = fixture.llama_cpp_ids.expect(
+        "no llama_cpp_ids in fixtures/export/spm_tokenizer_ids.json; run tools/make_spm_tokenizer_fixture.py check",
+    );
+    // llama.cpp's SentencePiece tokenizer puts `▁` before every text segment (the legacy
+    // form), so it differs from the Metaspace `first` form exactly where a string starts with a
+    // space or text follows an added token.
+    assert_eq!(
+        llama_cpp, fixture.hf_legacy_ids,
+        "llama.cpp ids on the export"
+    );
+    let mut same = 0;
+    for ((text, ours), theirs) in fixture.strings.iter().zip(&fixture.hf_ids).zip(&llama_cpp) {
+        let after_added = ["<|im_start|>", "<tool>", "<unk>"]
+            .iter()
+            .any(|t| text.split(t).skip(1).any(|rest| !rest.is_empty()));
+        let expected_to_differ = text.starts_with(' ') || after_added;
+        assert_eq!(
+            ours != theirs,
+            expected_to_differ,
+            "{text:?}: {ours:?} vs {theirs:?}"
+        );
+        same += usize::from(ours == theirs);
+    }
+    println!(
+        "llama.cpp: ids equal the HF ids on {same}/{} strings, the legacy form's on all",
+        fixture.strings.len()
+    );
+
+    // The weights still reload to the HF model's logits.
+    let ids: Vec<u32> = fixture.hf_ids[1].clone();
+    let hf_model = load_hf_dir(&model_dir, &Device::Cpu).unwrap();
+    let reloaded = load_gguf(&file, &Device::Cpu).unwrap();
+    let d = max_diff(&logits(&reloaded, &ids), &logits(&hf_model, &ids));
+    println!("tiny llama with spm tokenizer: max |logit diff| = {d:e}");
+    assert!(d <= TINY_F32_TOLERANCE, "differs by {d}");
+}
+
+#[test]
+fn gemma_style_sentencepiece_tokenizer_has_no_space_prefix_and_round_trips() {
+    // Gemma's tokenizer.json form: a normalizer replacing " " by "▁", a Split pre-tokenizer on
+    // " " (a no-op after it), no prefix; plus Gemma's `<end_of_turn>` as a special token.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(spm_tokenizer_dir().join("tokenizer.json")).unwrap(),
+    )
+    .unwrap();
+    json["normalizer"] =
+        serde_json::json!({"type": "Replace", "pattern": {"String": " "}, "content": "▁"});
+    json["pre_tokenizer"] = serde_json::json!({"type": "Split", "pattern": {"String": " "},
+        "behavior": "MergedWithPrevious", "invert": false});
+    json["decoder"] = serde_json::json!({"type": "Sequence", "decoders": [
+        {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+        {"type": "ByteFallback"}, {"type": "Fuse"}]});
+    json["added_tokens"].as_array_mut().unwrap().push(
+        serde_json::json!({"id": 423, "content": "<end_of_turn>", "single_word": false,
+            "lstrip": false, "rstrip": false, "normalized": false, "special": true}),
+    );
+    std::fs::write(tmp.path().join("tokenizer.json"), json.to_string()).unwrap();
+    std::fs::copy(
+        spm_tokenizer_dir().join("tokenizer_config.json"),
+        tmp.path().join("tokenizer_config.json"),
+    )
+    .unwrap();
+    let hf = TokenizerBundle::from_hf_dir(tmp.path()).unwrap();
+    let meta = vocab::tokenizer_metadata(&hf, None, SPM_VOCAB + 2, None).unwrap();
+    let get = |k: &str| {
+        meta.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        get("tokenizer.ggml.add_space_prefix"),
+        Some(GgufValue::Bool(false))
+    );
+    assert_eq!(
+        get("tokenizer.ggml.eot_token_id"),
+        Some(GgufValue::U32(423))
+    );
+    // One id past the tokenizer's: an unused filler.
+    let Some(GgufValue::Array(tokens)) = get("tokenizer.ggml.tokens") else {
+        panic!("no tokens")
+    };
+    assert_eq!(tokens[424], GgufValue::String("[PAD424]".into()));
+    let file = tokenizer_only_gguf(&tmp.path().join("gemma.gguf"), &meta);
+    assert_eq!(
+        file.get_i32_array("tokenizer.ggml.token_type").unwrap()[424],
+        5
+    );
+    let back = TokenizerBundle::from_gguf(&file).unwrap();
+    let strings = spm_ids().strings;
+    let want = encode_all(&hf, &strings);
+    assert_ne!(
+        want,
+        spm_ids().hf_ids,
+        "the gemma form must change some ids"
+    );
+    assert_eq!(encode_all(&back, &strings), want);
+    assert_eq!(
+        back.encode("Hi<end_of_turn>", false).unwrap().last(),
+        Some(&423)
+    );
+
+    // A word-marker handling llama.cpp cannot express is refused by name.
+    json["normalizer"] = serde_json::json!({"type": "NFKC"});
+    std::fs::write(tmp.path().join("tokenizer.json"), json.to_string()).unwrap();
+    let hf = TokenizerBundle::from_hf_dir(tmp.path()).unwrap();
+    let err = vocab::tokenizer_metadata(&hf, None, SPM_VOCAB + 2, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sentencepiece-style") && err.contains("NFKC"),
+        "{err}"
+    );
 }

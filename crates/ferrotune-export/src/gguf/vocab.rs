@@ -1,9 +1,15 @@
 //! The tokenizer of a GGUF export (`tokenizer.ggml.*` and `tokenizer.chat_template`, llama.cpp's
 //! key names): copied from the source GGUF when the model came from one, else derived from
-//! `tokenizer.json` as llama.cpp's `convert_hf_to_gguf.py` (`_set_vocab_gpt2`,
-//! `get_vocab_base`) does for byte-level BPE tokenizers: token types 1 normal, 3 control
-//! (special added tokens), 4 user-defined (other added tokens), 5 unused (`[PAD<id>]` filling
-//! ids the tokenizer does not use).
+//! `tokenizer.json`:
+//! - byte-level BPE (SmolLM2, Qwen, Llama 3) as llama.cpp's `convert_hf_to_gguf.py`
+//!   (`_set_vocab_gpt2`, `get_vocab_base`) writes it: `tokenizer.ggml.model = "gpt2"`, the
+//!   pre-tokenizer's name, merges, token types 1 normal, 3 control (special added tokens), 4
+//!   user-defined (other added tokens), 5 unused (`[PAD<id>]` filling ids the tokenizer does
+//!   not use);
+//! - SentencePiece-style BPE with byte fallback (Llama 2, Mistral, Gemma, Phi-3) as its
+//!   `llama` vocabulary with scores: see [`sentencepiece`].
+
+mod sentencepiece;
 
 use std::path::Path;
 
@@ -18,7 +24,7 @@ const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}
 /// Llama 3's split regex (digits in groups of up to three), `pre = llama-bpe`.
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
-/// GGUF token types (`gguf-py` `TokenType`).
+/// GGUF token types (`gguf-py` `TokenType`; [`sentencepiece`] adds 2 unknown and 6 byte).
 const NORMAL: i32 = 1;
 const CONTROL: i32 = 3;
 const USER_DEFINED: i32 = 4;
@@ -29,8 +35,8 @@ const UNUSED: i32 = 5;
 /// those of `tok` (after the template's fixes) and the chat template is `chat_template`.
 ///
 /// Errors: [`ExportError::Tokenizer`] when a special token or added token lies outside the
-/// model's vocabulary, [`ExportError::NotBuilt`] for tokenizers other than byte-level BPE from
-/// an HF folder.
+/// model's vocabulary, [`ExportError::NotBuilt`] for tokenizers other than byte-level BPE and
+/// SentencePiece-style BPE from an HF folder.
 pub fn tokenizer_metadata(
     tok: &TokenizerBundle,
     source: Option<&GgufFile>,
@@ -133,7 +139,31 @@ fn pre_name(pre: &Value) -> Option<&'static str> {
     }
 }
 
-/// Vocabulary metadata from `tokenizer.json` for byte-level BPE tokenizers.
+/// The merges of a BPE `model` (a `tokenizer.json`'s `model` object), in rank order; each is
+/// stored as `"left right"` (tokenizers < 0.20) or `["left", "right"]`. Errors name the
+/// malformed entry.
+fn merge_pairs(model: &Value) -> std::result::Result<Vec<(String, String)>, String> {
+    let malformed = |m: &Value| format!("malformed merge {m}");
+    model["merges"]
+        .as_array()
+        .ok_or_else(|| "model.merges is not a list".to_string())?
+        .iter()
+        .map(|m| match m {
+            Value::String(s) => s
+                .split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| malformed(m)),
+            Value::Array(pair) => match pair.as_slice() {
+                [Value::String(a), Value::String(b)] => Ok((a.clone(), b.clone())),
+                _ => Err(malformed(m)),
+            },
+            _ => Err(malformed(m)),
+        })
+        .collect()
+}
+
+/// Vocabulary metadata from `tokenizer.json` for byte-level BPE tokenizers, or for
+/// SentencePiece-style ones through [`sentencepiece::metadata`].
 fn from_tokenizer_json(
     tok: &TokenizerBundle,
     vocab_size: usize,
@@ -149,6 +179,9 @@ fn from_tokenizer_json(
         .map_err(|e| err(format!("cannot serialize the tokenizer: {e}")))?;
     let json: Value =
         serde_json::from_str(&text).map_err(|e| err(format!("tokenizer.json: {e}")))?;
+    if sentencepiece::is_sentencepiece_bpe(&json) {
+        return sentencepiece::metadata(&json, tok, vocab_size);
+    }
     let model = &json["model"];
     let byte_level_bpe =
         model["type"].as_str() == Some("BPE") && model["byte_fallback"].as_bool() != Some(true);
@@ -161,7 +194,7 @@ fn from_tokenizer_json(
                 model["type"],
                 json["pre_tokenizer"]["type"]
             ),
-            supported: "supported from HF folders: byte-level BPE tokenizers (gpt2, smollm, qwen2, llama-bpe pre-tokenizers); a model read from a GGUF keeps its own tokenizer".into(),
+            supported: "supported from HF folders: byte-level BPE tokenizers (gpt2, smollm, qwen2, llama-bpe pre-tokenizers) and sentencepiece-style BPE with byte fallback; a model read from a GGUF keeps its own tokenizer".into(),
         });
     };
     let mut tokens: Vec<Option<(String, i32)>> = vec![None; vocab_size];
@@ -202,19 +235,11 @@ fn from_tokenizer_json(
             (GgufValue::String(text), GgufValue::I32(ty))
         })
         .unzip();
-    let merges = model["merges"]
-        .as_array()
-        .ok_or_else(|| err("model.merges is not a list".into()))?
-        .iter()
-        .map(|m| match m {
-            Value::String(s) => Ok(GgufValue::String(s.clone())),
-            Value::Array(pair) => match pair.as_slice() {
-                [Value::String(a), Value::String(b)] => Ok(GgufValue::String(format!("{a} {b}"))),
-                _ => Err(err(format!("malformed merge {m}"))),
-            },
-            _ => Err(err(format!("malformed merge {m}"))),
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let merges = merge_pairs(model)
+        .map_err(err)?
+        .into_iter()
+        .map(|(a, b)| GgufValue::String(format!("{a} {b}")))
+        .collect();
     Ok(vec![
         (
             "tokenizer.ggml.model".into(),

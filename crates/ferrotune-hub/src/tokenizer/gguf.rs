@@ -8,8 +8,10 @@
 //!   transformers' `LlamaTokenizer` builds it (`models/llama/tokenization_llama.py`): Metaspace
 //!   `▁` pre-tokenizer, merges from the file or derived from `tokenizer.ggml.scores`.
 //!
-//! Tokens whose `tokenizer.ggml.token_type` is 3 (control) or 4 (user-defined) are added as
-//! special tokens that are matched before normalization, as `gguf_to_hf.py` does.
+//! Tokens whose `tokenizer.ggml.token_type` is 2 (unknown, e.g. SentencePiece's `<unk>`), 3
+//! (control) or 4 (user-defined) are added as special tokens that are matched before
+//! normalization, as `gguf_to_hf.py` does for 3 and 4 and llama.cpp's tokenizer does for all
+//! three (`cache_special_tokens` in `llama-vocab.cpp`).
 
 use super::TokenizerBundle;
 use crate::error::{HubError, Result};
@@ -86,7 +88,7 @@ pub(super) fn build(file: &GgufFile) -> Result<TokenizerBundle> {
     let specials: Vec<AddedToken> = tokens
         .iter()
         .zip(&token_types)
-        .filter(|(_, &ty)| ty == 3 || ty == 4)
+        .filter(|(_, &ty)| matches!(ty, 2..=4))
         .map(|(t, _)| AddedToken::from(t.to_string(), true).normalized(false))
         .collect();
     tokenizer.add_special_tokens(&specials);
