@@ -6,6 +6,7 @@
 //! | [`recipe`] | `ferrotune train`: config → model, data, adapters → loop → output files |
 //! | [`tuning`] | which tensors train (`finetuning_type`) and how they are saved; adapters to load |
 //! | [`trainer`] | the loop: shuffled micro-batches, token-weighted accumulation, clipping, AdamW, logs |
+//! | [`recompute`] | one micro-batch's backward: gradient checkpointing per layer with a chunked loss, or the full graph |
 //! | [`checkpoint`] | `checkpoint-N` folders (weights, optimizer state, trainer state) and resuming |
 //! | [`eval`] | `eval_loss` on held-out examples, `eval_results.json` |
 //! | [`collate`] | right padding of encoded examples into `[B, T]` batches |
@@ -51,6 +52,7 @@ pub mod outputs;
 pub mod plot;
 pub mod predict;
 pub mod recipe;
+pub mod recompute;
 pub mod schedule;
 pub mod trainer;
 pub mod tuning;

@@ -156,7 +156,12 @@ pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
         weights: weights.clone(),
         resume_from,
     };
-    let mut trainer = Trainer::new(model, params, ta, options, device)?.with_eval(eval_examples);
+    // LLaMA-Factory checkpoints unless `disable_gradient_checkpointing`; transformers'
+    // `gradient_checkpointing: true` turns it on as well.
+    let checkpointing = !cfg.model.disable_gradient_checkpointing || ta.gradient_checkpointing;
+    let mut trainer = Trainer::new(model, params, ta, options, device)?
+        .with_eval(eval_examples)
+        .with_gradient_checkpointing(checkpointing);
     let summary = trainer.train_on(&examples)?;
 
     // 6. Outputs.

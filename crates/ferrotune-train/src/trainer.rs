@@ -9,14 +9,13 @@
 //!
 //! Shapes: B micro-batch rows, T longest row, V vocabulary.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 use ferrotune_config::args::{IntervalStrategy, SaveStrategy};
 use ferrotune_config::TrainingArguments;
 use ferrotune_model::adapters::{mix_seed, set_dropout_seed};
-use ferrotune_model::{causal_lm_loss, CausalLM};
+use ferrotune_model::CausalLM;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -28,6 +27,7 @@ use crate::collate::{collate, Batch, Example};
 use crate::error::TrainError;
 use crate::logging::{HistoryEntry, TrainLogger};
 use crate::optim::{AdamW, Gradients, TrainableParam};
+use crate::recompute::{checkpointed_backward, full_graph_backward, GradAccumulator};
 use crate::schedule::Schedule;
 
 /// Loop settings that are not in [`TrainingArguments`].
@@ -105,6 +105,8 @@ pub struct Trainer {
     pub(crate) options: LoopOptions,
     pub(crate) device: Device,
     pub(crate) eval_examples: Vec<Example>,
+    /// Gradient checkpointing per decoder layer (see [`crate::recompute`]).
+    pub(crate) gradient_checkpointing: bool,
 }
 
 /// `value` of a `*_steps` key: below 1 a fraction of `total` (rounded up), else the count.
@@ -142,7 +144,25 @@ impl Trainer {
             options,
             device: device.clone(),
             eval_examples: Vec::new(),
+            gradient_checkpointing: true,
         })
+    }
+
+    /// Gradient checkpointing on or off; on by default, as LLaMA-Factory turns it on unless
+    /// `disable_gradient_checkpointing` (or transformers' `gradient_checkpointing`) says
+    /// otherwise. On: per micro-batch only each decoder layer's input is kept and the layer
+    /// is recomputed in backward, the loss taken in chunks
+    /// ([`crate::recompute::checkpointed_backward`]); off: the whole graph and the full logits
+    /// are kept ([`crate::recompute::full_graph_backward`]). Both give the same loss and
+    /// gradients up to f32 rounding.
+    pub fn with_gradient_checkpointing(mut self, on: bool) -> Self {
+        self.gradient_checkpointing = on;
+        self
+    }
+
+    /// Whether gradient checkpointing is on (see [`Trainer::with_gradient_checkpointing`]).
+    pub fn gradient_checkpointing(&self) -> bool {
+        self.gradient_checkpointing
     }
 
     /// The evaluation set, evaluated per `eval_strategy` (every `eval_steps`, or at each
@@ -153,8 +173,9 @@ impl Trainer {
     }
 
     /// One optimizer step over a window of micro-batches: the token count of the window
-    /// first, then per micro-batch forward, summed loss scaled by `1 / count`, backward, and
-    /// the gradients added up; then clipping (`max_grad_norm`) and AdamW at `lr`.
+    /// first, then per micro-batch forward, summed loss scaled by `1 / count`, backward
+    /// (checkpointed or not, see [`Trainer::with_gradient_checkpointing`]), and the gradients
+    /// added up; then clipping (`max_grad_norm`) and AdamW at `lr`.
     /// `step` (1-based) names the step in errors.
     ///
     /// Errors: [`TrainError::Data`] when the window has no scored token,
@@ -172,30 +193,21 @@ impl Trainer {
             .params()
             .map(|p| (p.name.clone(), p.var.as_tensor().clone()))
             .collect();
-        let mut grads: HashMap<String, Tensor> = HashMap::new();
+        let mut acc = GradAccumulator::new(names);
         let mut loss = 0.0;
+        let scale = 1.0 / total as f64;
         for (micro, batch) in window.iter().enumerate() {
-            // LoRA dropout masks: a pure function of (seed, step, micro-batch).
+            // LoRA dropout masks: a pure function of (seed, step, micro-batch); checkpointing
+            // recomputes each layer with the same masks.
             let key = mix_seed(mix_seed(self.args.seed, step), micro as u64);
             set_dropout_seed(&mut self.model, key);
-            // [B, T] → [B, T, V] logits; loss summed over the batch's scored tokens.
-            let logits = self
-                .model
-                .forward(&batch.input_ids, Some(&batch.attention_mask))?;
-            let (sum, _) = causal_lm_loss(&logits, &batch.labels)?;
-            let scaled = (sum / total as f64)?;
-            loss += f64::from(scaled.to_scalar::<f32>()?);
-            let store = scaled.backward()?;
-            for (name, t) in &names {
-                if let Some(g) = store.get(t) {
-                    let summed = match grads.remove(name) {
-                        Some(prev) => (prev + g)?,
-                        None => g.clone(),
-                    };
-                    grads.insert(name.clone(), summed);
-                }
-            }
+            loss += if self.gradient_checkpointing {
+                checkpointed_backward(&self.model, batch, scale, None, &mut acc)?
+            } else {
+                full_graph_backward(&self.model, batch, scale, &mut acc)?
+            };
         }
+        let grads = acc.into_grads();
         if !loss.is_finite() {
             return Err(TrainError::NonFinite {
                 what: "loss",
