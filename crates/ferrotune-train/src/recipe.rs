@@ -65,6 +65,17 @@ pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
             ft.stage
         )));
     }
+    // Mixed precision is accepted (nearly every LLaMA-Factory example sets `bf16: true`) but
+    // not built: the run computes in f32, which the mixed-precision run approximates.
+    for (key, on) in [
+        ("bf16", ta.bf16),
+        ("fp16", ta.fp16),
+        ("pure_bf16", ft.pure_bf16),
+    ] {
+        if on {
+            warn!("`{key}: true`: half-precision compute is not built yet, this run computes in f32 (same loss up to rounding, f32 memory and speed)");
+        }
+    }
     let output_dir = PathBuf::from(&ta.output_dir);
     let resume_from = if ta.do_train {
         resume_point(ta, &output_dir)?
