@@ -32,7 +32,9 @@ fn bad_prompts_and_budgets_are_refused_with_their_numbers() {
     // max_new_tokens 0 with no max_length: nothing could be generated.
     let mut params = GenerationParams::greedy(0);
     params.max_length = 0;
-    let err = generator.generate(&[ok.clone()], &params).unwrap_err();
+    let err = generator
+        .generate(std::slice::from_ref(&ok), &params)
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -46,7 +48,9 @@ fn bad_prompts_and_budgets_are_refused_with_their_numbers() {
 
     // max_new_tokens 0 with a max_length the prompt already fills.
     params.max_length = 3;
-    let err = generator.generate(&[ok.clone()], &params).unwrap_err();
+    let err = generator
+        .generate(std::slice::from_ref(&ok), &params)
+        .unwrap_err();
     assert!(
         matches!(
             err,

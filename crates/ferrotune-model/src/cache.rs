@@ -97,6 +97,23 @@ impl LayerKvCache {
     }
 }
 
+impl LayerKvCache {
+    /// A copy of the first `len` cached positions in buffers of its own (later appends to
+    /// either cache never show in the other). `len` is at most [`LayerKvCache::len`].
+    fn fork(&self, len: usize) -> Result<Self> {
+        let (Some(k), Some(v), true) = (&self.k, &self.v, len > 0) else {
+            return Ok(Self::default());
+        };
+        let (b, kv, _, d) = k.dims4()?;
+        let shape = (b, kv, len.max(MIN_CAPACITY), d);
+        Ok(Self {
+            k: Some(grow(Some(k), len, shape, k)?),
+            v: Some(grow(Some(v), len, shape, v)?),
+            len,
+        })
+    }
+}
+
 /// A new zeroed buffer of `shape` holding the first `len` positions of `old`.
 fn grow(
     old: Option<&Tensor>,
@@ -178,6 +195,42 @@ impl KvCache {
     /// `[B]`: the RoPE position of each row's next real token (its count of real tokens so far).
     pub fn next_positions(&self) -> &[u32] {
         &self.next_position
+    }
+
+    /// A copy of the first `len` cached positions (every row), in buffers of its own: a cache
+    /// for continuing from a shared prefix (prefix caching), which later appends to either
+    /// cache never reach the other. Positions and padding marks of the copy are those of the
+    /// first `len` positions, so a step over it gives what the same step gives after prefilling
+    /// those `len` positions alone.
+    ///
+    /// Errors: [`ModelError::Cache`] when `len` exceeds the cached positions.
+    pub fn fork(&self, len: usize) -> Result<Self> {
+        if len > self.len {
+            return Err(cache_err(format!(
+                "cannot fork {len} positions from a cache of {}",
+                self.len
+            )));
+        }
+        let key_mask: Vec<Vec<bool>> = self
+            .key_mask
+            .iter()
+            .map(|row| row.get(..len).unwrap_or(row).to_vec())
+            .collect();
+        let next_position = key_mask
+            .iter()
+            .map(|row| row.iter().filter(|&&real| real).count() as u32)
+            .collect();
+        Ok(Self {
+            layers: self
+                .layers
+                .iter()
+                .map(|l| l.fork(len))
+                .collect::<Result<Vec<_>>>()?,
+            key_mask,
+            next_position,
+            len,
+            sliding_window: self.sliding_window,
+        })
     }
 
     /// Empties the cache (the buffers are dropped), ready for a new batch.
@@ -292,5 +345,208 @@ impl KvCache {
             }
         }
         Ok(Tensor::from_vec(bias, (n, 1, t, s), device)?)
+    }
+}
+
+/// The rows of a packed multi-sequence step (continuous batching, see
+/// [`crate::CausalLM::forward_multi`]): sequence i brings `T_i ≥ 1` new tokens (a whole prompt
+/// to prefill, or one token to decode), laid out one after the other as R = ΣT_i rows, and the
+/// row-wise layers (projections, MLP, LM head) run on chunks of these rows.
+///
+/// The chunks are chosen so that every row gets the numbers it gets when its sequence runs
+/// alone through [`crate::CausalLM::forward_with_cache`]: rows of a sequence with at most
+/// `small_rows` new tokens (decode steps, short prompts) go in chunks of at most `small_rows`
+/// rows, which the few-row kernels serve row by row ([`crate::layers::GEMV_MAX_ROWS`], the
+/// quantized blocks); consecutive longer sequences (prompts) share one chunk, a GEMM as when
+/// each is prefilled alone (a GEMM's rows are computed independently of each other). A chunk of decode rows reads each weight once for all of its rows, and the
+/// chunks of one layer follow each other, so that layer's weights are still in cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedRows {
+    /// `[N]` new tokens per sequence.
+    lens: Vec<usize>,
+    /// Row ranges, in order and covering `0..R`, on which a row-wise layer runs in one call.
+    chunks: Vec<std::ops::Range<usize>>,
+}
+
+impl PackedRows {
+    /// The layout of sequences with `lens[i]` new tokens each, chunked as the type doc says.
+    ///
+    /// Errors: [`ModelError::Cache`] when a sequence brings no token or `small_rows` is 0.
+    pub fn new(lens: &[usize], small_rows: usize) -> Result<Self> {
+        if let Some(i) = lens.iter().position(|&t| t == 0) {
+            return Err(cache_err(format!(
+                "sequence {i} brings no new token; hint: give each sequence at least one"
+            )));
+        }
+        if small_rows == 0 {
+            return Err(cache_err("chunks of 0 rows".into()));
+        }
+        let mut chunks: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut start = 0;
+        // The open chunk of short sequences' rows, when one is being filled.
+        let mut open: Option<std::ops::Range<usize>> = None;
+        // Whether the last chunk pushed holds long sequences (and may take the next one).
+        let mut last_long = false;
+        for &t in lens {
+            if t > small_rows {
+                if let Some(c) = open.take() {
+                    chunks.push(c);
+                    last_long = false;
+                }
+                match chunks.last_mut() {
+                    Some(c) if last_long && c.end == start => c.end += t,
+                    _ => chunks.push(start..start + t),
+                }
+                last_long = true;
+            } else {
+                let mut rest = start..start + t;
+                while !rest.is_empty() {
+                    let chunk = open.get_or_insert(rest.start..rest.start);
+                    let take = (small_rows - chunk.len()).min(rest.len());
+                    chunk.end += take;
+                    rest.start += take;
+                    if chunk.len() == small_rows {
+                        chunks.extend(open.take());
+                        last_long = false;
+                    }
+                }
+            }
+            start += t;
+        }
+        chunks.extend(open);
+        Ok(Self {
+            lens: lens.to_vec(),
+            chunks,
+        })
+    }
+
+    /// Sequences N.
+    pub fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Whether there is no sequence.
+    pub fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// Rows R = ΣT_i.
+    pub fn rows(&self) -> usize {
+        self.lens.iter().sum()
+    }
+
+    /// `[N]` new tokens per sequence.
+    pub fn lens(&self) -> &[usize] {
+        &self.lens
+    }
+
+    /// The chunks: row ranges in order, covering `0..R`.
+    pub fn chunks(&self) -> &[std::ops::Range<usize>] {
+        &self.chunks
+    }
+
+    /// The rows of each sequence, in order.
+    pub fn spans(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        self.lens.iter().scan(0, |start, &t| {
+            let span = *start..*start + t;
+            *start += t;
+            Some(span)
+        })
+    }
+
+    /// Runs a row-wise layer on `x` `[R, ...]` chunk by chunk: `f(rows of the chunk, range)` →
+    /// `[chunk rows, ...]`, concatenated back to `[R, ...]`.
+    ///
+    /// Errors: what `f` returns; a shape error when `x` does not have R rows.
+    pub fn map(
+        &self,
+        x: &Tensor,
+        mut f: impl FnMut(&Tensor, std::ops::Range<usize>) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let r = x.dim(0)?;
+        if r != self.rows() {
+            return Err(cache_err(format!(
+                "{r} rows but the packed step has {}",
+                self.rows()
+            )));
+        }
+        if let [only] = self.chunks.as_slice() {
+            return f(x, only.clone());
+        }
+        let parts = self
+            .chunks
+            .iter()
+            .map(|c| f(&x.narrow(0, c.start, c.len())?, c.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+    /// Runs a row-wise layer whose code path depends on the shape (the norms take a row-by-row
+    /// path for one position per sequence) on `x` `[R, 1, ...]`, shaped as each sequence is
+    /// alone: consecutive one-token sequences together as `[n, 1, ...]`, consecutive longer
+    /// ones as `[1, n, ...]`; results concatenated back to `[R, 1, ...]`.
+    ///
+    /// Errors: what `f` returns; a shape error when `x` is not `[R, 1, ...]`.
+    pub fn map_shaped_as_alone(
+        &self,
+        x: &Tensor,
+        mut f: impl FnMut(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        if x.dim(0)? != self.rows() || x.dim(1)? != 1 {
+            return Err(cache_err(format!(
+                "expected [{}, 1, ...] packed rows, got {:?}",
+                self.rows(),
+                x.dims()
+            )));
+        }
+        // Runs of sequences of the same kind: (first row, rows, one token each).
+        let mut runs: Vec<(usize, usize, bool)> = Vec::new();
+        for span in self.spans() {
+            let single = span.len() == 1;
+            match runs.last_mut() {
+                Some((_, n, kind)) if *kind == single => *n += span.len(),
+                _ => runs.push((span.start, span.len(), single)),
+            }
+        }
+        let mut parts = Vec::with_capacity(runs.len());
+        for (at, n, single) in runs {
+            let part = x.narrow(0, at, n)?;
+            parts.push(if single {
+                f(&part)?
+            } else {
+                // [n, 1, ...] -> [1, n, ...] and back.
+                f(&part.transpose(0, 1)?.contiguous()?)?
+                    .transpose(0, 1)?
+                    .contiguous()?
+            });
+        }
+        match parts.as_slice() {
+            [only] => Ok(only.clone()),
+            _ => Ok(Tensor::cat(&parts, 0)?),
+        }
+    }
+}
+
+#[cfg(test)]
+mod packed_rows_tests {
+    use super::PackedRows;
+
+    #[test]
+    fn short_rows_fill_chunks_and_long_sequences_share_one() {
+        let p = PackedRows::new(&[1, 1, 12, 3, 5, 1], 4).unwrap();
+        assert_eq!(p.rows(), 23);
+        assert_eq!(p.chunks(), &[0..2, 2..14, 14..17, 17..22, 22..23]);
+        assert_eq!(
+            p.spans().collect::<Vec<_>>(),
+            vec![0..1, 1..2, 2..14, 14..17, 17..22, 22..23]
+        );
+        // Consecutive long sequences share a chunk.
+        let p = PackedRows::new(&[1, 9, 12, 2], 8).unwrap();
+        assert_eq!(p.chunks(), &[0..1, 1..22, 22..24]);
+        // A short sequence may straddle two chunks: its rows are independent there.
+        let p = PackedRows::new(&[3, 3], 4).unwrap();
+        assert_eq!(p.chunks(), &[0..4, 4..6]);
+        let decode = PackedRows::new(&[1; 10], 8).unwrap();
+        assert_eq!(decode.chunks(), &[0..8, 8..10]);
+        assert!(PackedRows::new(&[2, 0], 8).is_err());
     }
 }

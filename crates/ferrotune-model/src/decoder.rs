@@ -7,10 +7,10 @@
 
 use candle_core::{DType, Tensor};
 
-use crate::cache::{KvCache, LayerKvCache};
+use crate::cache::{KvCache, LayerKvCache, PackedRows};
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::layers::{attention_bias, Attention, Mlp, QuantizedWeight, RmsNorm};
+use crate::layers::{attention_bias, Attention, Mlp, QuantizedWeight, RmsNorm, GEMV_MAX_ROWS};
 use crate::rope::{arange_positions, RopeTables};
 use crate::weights::WeightStore;
 
@@ -289,5 +289,134 @@ impl CausalLM {
         let mut n = 0;
         self.visit_tensors(&mut |_, t| n += t.elem_count());
         n
+    }
+}
+
+/// Continuous batching: one step for several independent sequences, each with its own batch-1
+/// [`KvCache`] and any number of new tokens (a prompt to prefill, or one token to decode).
+/// Shapes: N sequences, T_i new tokens of sequence i, R = ΣT_i packed rows.
+impl DecoderLayer {
+    /// The block over packed rows: `x` `[R, 1, C]` → `[R, 1, C]`; `rows`, `masks[i]` and
+    /// `caches[i]` as in [`Attention::forward_multi`]. The norms see each sequence's rows
+    /// shaped as alone ([`PackedRows::map_shaped_as_alone`]), the MLP runs chunk by chunk.
+    pub fn forward_multi(
+        &self,
+        x: &Tensor,
+        rope: &RopeTables,
+        rows: &PackedRows,
+        masks: &[Option<Tensor>],
+        caches: &mut [&mut LayerKvCache],
+    ) -> Result<Tensor> {
+        let normed = rows.map_shaped_as_alone(x, |p| self.input_layernorm.forward(p))?;
+        let attn = self
+            .self_attn
+            .forward_multi(&normed, rope, rows, masks, caches)?;
+        let h = (x + attn)?;
+        let normed = rows.map_shaped_as_alone(&h, |p| self.post_attention_layernorm.forward(p))?;
+        let mlp = rows.map(&normed, |part, _| self.mlp.forward(part))?;
+        Ok((&h + mlp)?)
+    }
+}
+
+impl CausalLM {
+    /// Next-token logits after the new tokens of N independent sequences, run together:
+    /// `new_tokens[i]` (non-empty) are sequence i's new tokens — its whole prompt over an empty
+    /// cache (prefill), or its last sampled token (decode) — and `caches[i]` its own cache
+    /// (batch size 1; sequences may have any lengths) → `[N, V]` f32, the logits at each
+    /// sequence's last new token.
+    ///
+    /// The tokens are packed as R rows ([`PackedRows`]): embeddings, norms, projections, MLP
+    /// and LM head run over the rows chunk by chunk, so a chunk of decode rows reads each
+    /// weight once for all of them; attention runs per sequence against its own cache, with its
+    /// own positions and mask. Row i equals what [`CausalLM::forward_with_cache`] gives sequence
+    /// i alone up to f32 summation order: every chunk is served by the kernels that serve the
+    /// sequence alone (few-row kernels for decode rows, one GEMM per prompt longer than
+    /// [`GEMV_MAX_ROWS`]). Each cache grows by its T_i positions.
+    ///
+    /// Errors: [`crate::ModelError::Cache`] when `caches` and `new_tokens` differ in length, a
+    /// sequence brings no token, a cache belongs to another model or holds more than one row,
+    /// or a token id is outside the vocabulary; after any error, drop or [`KvCache::reset`] the
+    /// caches.
+    pub fn forward_multi(
+        &self,
+        new_tokens: &[&[u32]],
+        caches: &mut [&mut KvCache],
+    ) -> Result<Tensor> {
+        let n = new_tokens.len();
+        let device = self.embed_tokens.device();
+        let v = self.config.vocab_size;
+        let cache_err = |msg: String| crate::ModelError::Cache { msg };
+        if caches.len() != n {
+            return Err(cache_err(format!(
+                "{n} sequences but {} caches; hint: pass one cache per sequence",
+                caches.len()
+            )));
+        }
+        if n == 0 {
+            return Ok(Tensor::zeros((0, v), DType::F32, device)?);
+        }
+        let lens: Vec<usize> = new_tokens.iter().map(|t| t.len()).collect();
+        let rows = PackedRows::new(&lens, GEMV_MAX_ROWS)?;
+        let ids: Vec<u32> = new_tokens.concat();
+        if let Some(&bad) = ids.iter().find(|&&t| t as usize >= v) {
+            return Err(cache_err(format!(
+                "token id {bad} is outside the vocabulary of {v} ids"
+            )));
+        }
+        let mut positions = Vec::with_capacity(ids.len());
+        let mut masks = Vec::with_capacity(n);
+        for (i, (cache, &t)) in caches.iter_mut().zip(&lens).enumerate() {
+            if cache.layers.len() != self.layers.len() {
+                return Err(cache_err(format!(
+                    "cache {i} has {} layers, the model {}; hint: build it with KvCache::new(&model.config)",
+                    cache.layers.len(),
+                    self.layers.len()
+                )));
+            }
+            let step = cache.begin_step(1, t, None, device)?;
+            let row = step.positions.into_iter().next().unwrap_or_default();
+            positions.extend(row.into_iter().map(|p| vec![p]));
+            masks.push(step.mask);
+        }
+        // cos/sin [R, 1, 1, D_rot]: each row at its own position.
+        let rope = RopeTables::for_rows(&self.config, &positions, device)?;
+        let r = ids.len();
+        let mut x = self.embed(&Tensor::from_vec(ids, (r, 1), device)?)?; // [R, 1, C]
+        for (l, layer) in self.layers.iter().enumerate() {
+            let mut layer_caches = caches
+                .iter_mut()
+                .map(|c| c.layers.get_mut(l))
+                .collect::<Option<Vec<&mut LayerKvCache>>>()
+                .ok_or_else(|| cache_err(format!("a cache lacks layer {l}")))?;
+            x = layer.forward_multi(&x, &rope, &rows, &masks, &mut layer_caches)?;
+        }
+        let h = rows.map_shaped_as_alone(&x, |p| self.norm.forward(p))?;
+        // Each sequence's last row [N, 1, C], then the head on them as on decode rows.
+        let last: Vec<u32> = rows.spans().map(|s| (s.end - 1) as u32).collect();
+        let h = h.index_select(&Tensor::new(last.as_slice(), device)?, 0)?;
+        let heads = PackedRows::new(&vec![1; n], GEMV_MAX_ROWS)?;
+        Ok(heads.map(&h, |part, _| self.logits(part))?.squeeze(1)?) // [N, V]
+    }
+
+    /// One decode step of N sequences: [`CausalLM::forward_multi`] with one new token each
+    /// (`input_ids[i]` for `caches[i]`) → `[N, V]` f32.
+    ///
+    /// Errors: as [`CausalLM::forward_multi`].
+    pub fn forward_step_multi(
+        &self,
+        input_ids: &[u32],
+        caches: &mut [&mut KvCache],
+    ) -> Result<Tensor> {
+        if caches.len() != input_ids.len() {
+            return Err(crate::ModelError::Cache {
+                msg: format!(
+                    "{} tokens but {} caches; hint: pass one cache per sequence",
+                    input_ids.len(),
+                    caches.len()
+                ),
+            });
+        }
+        let tokens: Vec<&[u32]> = input_ids.iter().map(std::slice::from_ref).collect();
+        self.forward_multi(&tokens, caches)
     }
 }

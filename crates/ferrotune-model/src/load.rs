@@ -90,16 +90,34 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect()
 }
 
+/// The model config of a GGUF file from its `<arch>.*` metadata and tensor names alone (no
+/// tensor data is read), as [`load_gguf`] resolves it.
+///
+/// Errors: [`ModelError::UnsupportedArchitecture`] for an architecture no family reads,
+/// [`ModelError::Config`] and hub errors for missing or invalid keys.
+pub fn gguf_model_config(file: &GgufFile) -> Result<ModelConfig> {
+    Ok(gguf_family_config(file)?.1)
+}
+
+/// The family that reads a GGUF file's `general.architecture`.
+fn gguf_family(file: &GgufFile) -> Result<Family> {
+    let arch = file.architecture()?;
+    Family::from_name(arch).ok_or_else(|| ModelError::UnsupportedArchitecture {
+        path: file.path().to_path_buf(),
+        arch: arch.to_string(),
+    })
+}
+
+fn gguf_family_config(file: &GgufFile) -> Result<(Family, ModelConfig)> {
+    let family = gguf_family(file)?;
+    Ok((family, family.resolve_gguf(file)?))
+}
+
 /// Loads a GGUF file: the config from `<arch>.*` metadata, every tensor dequantized
 /// to f32 exactly as llama.cpp does and renamed to HF names, with the family's fixes
 /// (llama's Q/K row permutation undone, gemma's norm offset removed).
 pub fn load_gguf(file: &GgufFile, device: &Device) -> Result<CausalLM> {
-    let arch = file.architecture()?;
-    let family = Family::from_name(arch).ok_or_else(|| ModelError::UnsupportedArchitecture {
-        path: file.path().to_path_buf(),
-        arch: arch.to_string(),
-    })?;
-    let config = family.resolve_gguf(file)?;
+    let (family, config) = gguf_family_config(file)?;
     let mut tensors = BTreeMap::new();
     for info in file.tensors() {
         if info.name == "rope_freqs.weight" {
@@ -136,11 +154,7 @@ pub fn load_gguf_quantized(file: &GgufFile, device: &Device) -> Result<CausalLM>
     if !device.is_cpu() {
         return Ok(model);
     }
-    let arch = file.architecture()?;
-    let family = Family::from_name(arch).ok_or_else(|| ModelError::UnsupportedArchitecture {
-        path: file.path().to_path_buf(),
-        arch: arch.to_string(),
-    })?;
+    let family = gguf_family(file)?;
     let by_hf_name: BTreeMap<String, &GgufTensorInfo> = file
         .tensors()
         .iter()

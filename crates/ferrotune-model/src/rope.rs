@@ -4,7 +4,7 @@
 //! Built from differentiable tensor ops (narrow, neg, cat, mul) so gradients flow
 //! through it; candle-nn's fused rotary op records no backward.
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 
 use crate::config::{ModelConfig, RopeScaling};
 use crate::error::Result;
@@ -113,7 +113,13 @@ impl RopeTables {
 
     /// Rotates `x` `[B, heads, T, D]`: `x·cos + rotate_half(x)·sin` on the first `D_rot`
     /// dimensions, where `rotate_half([x1, x2]) = [-x2, x1]`; the rest passes through.
+    ///
+    /// Without gradients (inference), f32 on the CPU, it runs as one pass over slices
+    /// ([`RopeTables::apply_rows`]) with the same products and sums, so the same values.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(y) = self.apply_rows(x)? {
+            return Ok(y);
+        }
         let d = x.dim(D::Minus1)?;
         let d_rot = self.cos.dim(D::Minus1)?;
         let (x_rot, x_pass) = if d_rot == d {
@@ -135,6 +141,59 @@ impl RopeTables {
             None => out,
             Some(p) => Tensor::cat(&[&out, &p], D::Minus1)?,
         })
+    }
+}
+
+impl RopeTables {
+    /// [`RopeTables::apply`] on slices: `Some` when `x` `[B, heads, T, D]` and the tables are
+    /// f32 on the CPU, nothing tracks a gradient and the tables are `[T, D_rot]` or
+    /// `[B, 1, T, D_rot]` with `D_rot ≤ D` even; else `None` (use the tensor ops). Each output
+    /// is `x_i·cos_i + r_i·sin_i` with `r = [−x2, x1]`, as in the tensor path.
+    fn apply_rows(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        let eligible = !x.track_op()
+            && !self.cos.track_op()
+            && !self.sin.track_op()
+            && x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && self.cos.dtype() == DType::F32
+            && self.sin.dtype() == DType::F32
+            && x.rank() == 4;
+        if !eligible {
+            return Ok(None);
+        }
+        let (b, heads, t, d) = x.dims4()?;
+        let d_rot = self.cos.dim(D::Minus1)?;
+        let per_row = match self.cos.dims() {
+            [tt, _] if *tt == t => false,
+            [bb, 1, tt, _] if *bb == b && *tt == t => true,
+            _ => return Ok(None),
+        };
+        if self.sin.dims() != self.cos.dims() || d_rot > d || d_rot % 2 != 0 {
+            return Ok(None);
+        }
+        let cos = self.cos.flatten_all()?.to_vec1::<f32>()?;
+        let sin = self.sin.flatten_all()?.to_vec1::<f32>()?;
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let half = d_rot / 2;
+        let mut out = vec![0f32; xs.len()];
+        for (i, (xr, yr)) in xs.chunks_exact(d).zip(out.chunks_exact_mut(d)).enumerate() {
+            // Row i is (batch i / (heads·T), position i mod T).
+            let pos = i % t.max(1);
+            let table_row = if per_row {
+                (i / (heads * t).max(1)) * t + pos
+            } else {
+                pos
+            };
+            let at = table_row * d_rot;
+            let (c, s) = (&cos[at..at + d_rot], &sin[at..at + d_rot]);
+            let (x1, x2) = xr[..d_rot].split_at(half);
+            for j in 0..half {
+                yr[j] = x1[j] * c[j] + (-x2[j]) * s[j];
+                yr[half + j] = x2[j] * c[half + j] + x1[j] * s[half + j];
+            }
+            yr[d_rot..].copy_from_slice(&xr[d_rot..]);
+        }
+        Ok(Some(Tensor::from_vec(out, (b, heads, t, d), x.device())?))
     }
 }
 
@@ -210,6 +269,29 @@ mod tests {
         for (p, s) in plain.iter().zip(&scaled) {
             assert!(*s <= *p && *s >= p / 8.0 - 1e-18);
         }
+    }
+
+    #[test]
+    fn row_path_equals_the_tensor_ops() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut c = cfg(RopeScaling::None);
+        for rotary_dim in [64, 32] {
+            c.rotary_dim = rotary_dim;
+            let shared = RopeTables::new(&c, &[3, 4, 9], &dev)?;
+            let per_row = RopeTables::for_rows(&c, &[vec![0, 1, 2], vec![5, 7, 11]], &dev)?;
+            let x = Tensor::randn(0f32, 1.0, (2, 3, 3, 64), &dev)?;
+            for tables in [&shared, &per_row] {
+                let fast = tables.apply(&x)?;
+                // A tracked input takes the tensor ops.
+                let slow = tables.apply(candle_core::Var::from_tensor(&x)?.as_tensor())?;
+                let diff = (fast - slow.detach())?
+                    .abs()?
+                    .max_all()?
+                    .to_scalar::<f32>()?;
+                assert_eq!(diff, 0.0, "rotary_dim {rotary_dim}");
+            }
+        }
+        Ok(())
     }
 
     #[test]

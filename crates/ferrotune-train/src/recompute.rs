@@ -1,8 +1,10 @@
 //! The backward pass of one micro-batch, with or without gradient checkpointing.
 //!
 //! [`full_graph_backward`] is the plain path (`disable_gradient_checkpointing: true`): the
-//! whole forward graph is kept, the loss is [`causal_lm_loss`] on the full `[B, T, V]` logits
-//! and one `backward()` walks it.
+//! whole forward graph of the decoder is kept and one `backward()` walks it; the loss and its
+//! gradient with respect to the final hidden states come from [`chunked_causal_lm_loss`], so
+//! the `[B, T, V]` logits are never held whole on either path (the unchunked
+//! [`causal_lm_loss`] over full logits is [`full_logits_backward`], the reference).
 //!
 //! [`checkpointed_backward`] is gradient checkpointing per decoder layer (Chen et al. 2016,
 //! "Training Deep Nets with Sublinear Memory Cost"; transformers' `gradient_checkpointing_enable`,
@@ -32,11 +34,14 @@
 use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, Var};
+use ferrotune_model::adapters::LoraVariant;
+use ferrotune_model::kernels::{self, lora::lora_linear_backward_only};
 use ferrotune_model::layers::attention_bias;
+use ferrotune_model::layers::{GateUp, Linear};
 use ferrotune_model::loss::{chunked_causal_lm_loss, loss_chunk_rows, LossGradRequest};
 use ferrotune_model::rope::{arange_positions, RopeTables};
-use ferrotune_model::{causal_lm_loss, CausalLM};
+use ferrotune_model::{causal_lm_loss, Activation, CausalLM, DecoderLayer};
 
 use crate::collate::Batch;
 use crate::error::TrainError;
@@ -103,12 +108,44 @@ fn add_named(
     Ok(())
 }
 
-/// One micro-batch without checkpointing: forward with the whole graph, `scale · sum` of
-/// [`causal_lm_loss`] over the full logits, one backward; the parameter gradients are added
-/// to `acc`. Returns `scale · sum` (the micro-batch's share of the window's mean loss).
+/// One micro-batch without checkpointing: forward with the whole graph, `scale · sum` of the
+/// causal-LM loss by [`chunked_causal_lm_loss`] (its gradient with respect to the final
+/// hidden states, and to the head when it trains, in closed form), then one backward through
+/// the kept graph; the parameter gradients are added to `acc`. Returns `scale · sum` (the
+/// micro-batch's share of the window's mean loss). Equal to [`full_logits_backward`] up to f32
+/// summation order.
 ///
 /// Errors: model, loss and tensor errors ([`TrainError::Model`], [`TrainError::Candle`]).
 pub fn full_graph_backward(
+    model: &CausalLM,
+    batch: &Batch,
+    scale: f64,
+    acc: &mut GradAccumulator,
+) -> Result<f64, TrainError> {
+    let normed = model.forward_hidden(&batch.input_ids, Some(&batch.attention_mask))?;
+    let head = model.lm_head.as_ref().unwrap_or(&model.embed_tokens);
+    let rows = loss_chunk_rows(model.config.vocab_size);
+    let request = LossGradRequest {
+        scale,
+        head: head.track_op(),
+    };
+    let out = chunked_causal_lm_loss(&normed.detach(), head, &batch.labels, Some(request), rows)?;
+    let loss = out.sum * scale;
+    if let Some(g) = &out.grad_head {
+        acc.add_for(head, g)?;
+    }
+    if let (Some(grad_normed), true) = (out.grad_hidden, normed.track_op()) {
+        let store = upstream_backward(&normed, &grad_normed)?;
+        acc.add_store(&store)?;
+    }
+    Ok(loss)
+}
+
+/// [`full_graph_backward`] with the loss [`causal_lm_loss`] over the full `[B, T, V]` logits
+/// and autograd through it: the reference the chunked paths are tested against.
+///
+/// Errors: model, loss and tensor errors ([`TrainError::Model`], [`TrainError::Candle`]).
+pub fn full_logits_backward(
     model: &CausalLM,
     batch: &Batch,
     scale: f64,
@@ -215,7 +252,7 @@ pub fn checkpointed_backward(
         }
         let xin = leaf(&saved, needs)?;
         drop(saved);
-        let y = layer.forward(&xin, &rope, &mask)?;
+        let y = layer_for_backward(layer, &xin, &rope, &mask)?;
         let store = upstream_backward(&y, &grad)?;
         drop(y);
         acc.add_store(&store)?;
@@ -234,6 +271,61 @@ pub fn checkpointed_backward(
     Ok(loss)
 }
 
+/// The graph of `layer` on `x` `[B, T, C]`, built only to be backpropagated: the same
+/// operations as [`DecoderLayer::forward`] (`h = x + attn(norm(x))`, `y = h + mlp(norm(h))`)
+/// and the same gradients, but when the MLP is a SiLU-gated one whose `down_proj` carries a
+/// plain LoRA adapter (no bias, no active dropout) and the fused kernels apply, the down
+/// projection is recorded by [`lora_linear_backward_only`]: its three GEMMs are skipped in the
+/// forward (about a quarter of the layer's projection work), so the returned *value* is `h`,
+/// not the layer's output. Only its gradients may be used; otherwise it is `layer.forward`.
+fn layer_for_backward(
+    layer: &DecoderLayer,
+    x: &Tensor,
+    rope: &RopeTables,
+    mask: &Tensor,
+) -> Result<Tensor, TrainError> {
+    let mlp = &layer.mlp;
+    let down = &mlp.down_proj;
+    let plain_down = down.bias.is_none()
+        && down.adapter.as_ref().is_some_and(|a| {
+            matches!(a.variant, LoraVariant::Plain) && (!a.training || a.dropout <= 0.0)
+        });
+    let (GateUp::Separate { gate_proj, up_proj }, Activation::Silu, true, true) =
+        (&mlp.gate_up, mlp.act, plain_down, kernels::fused())
+    else {
+        return Ok(layer.forward(x, rope, mask)?);
+    };
+    let attn = layer
+        .self_attn
+        .forward(&layer.input_layernorm.forward(x)?, rope, mask)?;
+    let h = (x + attn)?;
+    let normed = layer.post_attention_layernorm.forward(&h)?;
+    let [gate, up]: [Tensor; 2] = Linear::forward_many(&[gate_proj, up_proj], &normed)?
+        .try_into()
+        .map_err(|_| candle_core::Error::Msg("linear: expected gate and up outputs".into()))?;
+    let act = match kernels::swiglu::swiglu(&gate, &up)? {
+        Some(a) => a,
+        None => (gate.silu()? * up)?,
+    };
+    let (b, t, i) = act.dims3()?;
+    let flat = act.reshape((b * t, i))?;
+    let lazy = match &down.adapter {
+        Some(a) => lora_linear_backward_only(
+            &flat,
+            &down.weight,
+            a.lora_a.as_tensor(),
+            a.lora_b.as_tensor(),
+            a.scaling,
+        )?,
+        None => None,
+    };
+    let out = match lazy {
+        Some(z) => z.reshape((b, t, down.weight.dim(0)?))?,
+        None => down.forward(&act)?,
+    };
+    Ok((h + out)?)
+}
+
 /// `t` as a fresh leaf [`Var`] (a copy that gradients reach) when `needs_grad`, else `t`.
 fn leaf(t: &Tensor, needs_grad: bool) -> Result<Tensor, TrainError> {
     Ok(if needs_grad {
@@ -246,8 +338,62 @@ fn leaf(t: &Tensor, needs_grad: bool) -> Result<Tensor, TrainError> {
 /// Backpropagates `upstream` (`d loss / d out`, detached, shaped as `out`) through the graph
 /// of `out`: the gradients of `sum(out ⊙ upstream)` are `upstream` pushed through `out`'s
 /// graph to every [`Var`] it reaches.
+///
+/// On the CPU the seed is a custom op whose backward hands `upstream` over as it is (no
+/// product, sum or broadcast of ones is formed); elsewhere `sum(out ⊙ upstream)` by tensor ops.
 fn upstream_backward(out: &Tensor, upstream: &Tensor) -> Result<GradStore, TrainError> {
+    if out.device().is_cpu() && out.dims() == upstream.dims() && out.dtype() == upstream.dtype() {
+        let seed = GradientSeed {
+            upstream: upstream.clone(),
+        };
+        return Ok(out
+            .apply_op1_arc(std::sync::Arc::new(Box::new(seed)))?
+            .backward()?);
+    }
     Ok((out * upstream)?.sum_all()?.backward()?)
+}
+
+/// A scalar node whose gradient with respect to its input is `upstream` (times the incoming
+/// scalar gradient, 1 for the root): backpropagating it pushes `upstream` through the input's
+/// graph. Its forward value (0) is never read.
+struct GradientSeed {
+    /// `d loss / d input`, the input's shape and dtype.
+    upstream: Tensor,
+}
+
+impl CustomOp1 for GradientSeed {
+    fn name(&self) -> &'static str {
+        "gradient-seed"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        if layout.shape() != self.upstream.shape() {
+            candle_core::bail!(
+                "gradient-seed: input {:?}, upstream {:?}",
+                layout.shape(),
+                self.upstream.shape()
+            );
+        }
+        Ok((CpuStorage::F32(vec![0.0]), Shape::from(())))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let k = grad.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        Ok(Some(if k == 1.0 {
+            self.upstream.clone()
+        } else {
+            (&self.upstream * k)?
+        }))
+    }
 }
 
 /// The gradient `store` holds for the leaf `x`, zeros when none reached it.
@@ -256,4 +402,144 @@ fn input_grad(store: &GradStore, x: &Tensor) -> Result<Tensor, TrainError> {
         Some(g) => g.clone(),
         None => x.zeros_like()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use ferrotune_model::adapters::{apply_lora, set_training, LoraConfig, LoraInit};
+    use ferrotune_model::kernels::with_fused;
+
+    /// Loss and gradients of the paths must agree within this (f32): relative for the loss,
+    /// max |Δ| / max |reference| per gradient.
+    const TOL: f64 = 1e-5;
+
+    /// fixtures/tiny/llama (GQA: 4 query heads, 2 key/value heads) with LoRA r = 4 on every
+    /// linear layer and non-zero B (so that A gets gradients).
+    fn tiny_lora() -> (CausalLM, Vec<(String, Tensor)>) {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny/llama");
+        let mut model = ferrotune_model::load_hf_dir(&dir, &Device::Cpu).expect("tiny llama");
+        let cfg = LoraConfig {
+            lora_rank: 4,
+            lora_alpha: 8.0,
+            lora_dropout: 0.0,
+            lora_target: vec!["all".into()],
+            additional_target: vec![],
+            use_rslora: false,
+            use_dora: false,
+            init: LoraInit::Default,
+        };
+        let set = apply_lora(&mut model, &cfg, 3).expect("lora");
+        set_training(&mut model, true);
+        for (i, (name, v)) in set.params.iter().enumerate() {
+            if name.contains("lora_B") {
+                let n = v.as_tensor().elem_count();
+                let vals: Vec<f32> = (0..n)
+                    .map(|j| (((i * 7919 + j * 104729) % 1000) as f32 / 1000.0 - 0.5) * 0.2)
+                    .collect();
+                let t = Tensor::from_vec(vals, v.as_tensor().shape(), &Device::Cpu).expect("B");
+                v.set(&t).expect("set B");
+            }
+        }
+        let params = set
+            .params
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect();
+        (model, params)
+    }
+
+    /// Two rows of 24 tokens: row 0 one sequence; row 1 two packed sequences (mask 1, 2) and
+    /// 4 padding positions (mask 0, labels -100); the first label of every sequence -100.
+    fn batch() -> Batch {
+        let (b, t) = (2, 24);
+        let dev = Device::Cpu;
+        let ids: Vec<u32> = (0..b * t).map(|i| ((i * 37 + 11) % 256) as u32).collect();
+        let mut mask = vec![1u32; b * t];
+        for (j, m) in mask[t..].iter_mut().enumerate() {
+            *m = if j < 10 {
+                1
+            } else if j < 20 {
+                2
+            } else {
+                0
+            };
+        }
+        let labels: Vec<i64> = ids
+            .iter()
+            .zip(&mask)
+            .enumerate()
+            .map(|(i, (&id, &m))| {
+                let first = i % t == 0 || (i >= t && i % t == 10);
+                if m == 0 || first {
+                    -100
+                } else {
+                    i64::from(id)
+                }
+            })
+            .collect();
+        let n_target_tokens = (0..b)
+            .map(|r| {
+                labels[r * t + 1..(r + 1) * t]
+                    .iter()
+                    .filter(|&&l| l != -100)
+                    .count()
+            })
+            .sum();
+        Batch {
+            input_ids: Tensor::from_vec(ids, (b, t), &dev).expect("ids"),
+            labels: Tensor::from_vec(labels, (b, t), &dev).expect("labels"),
+            attention_mask: Tensor::from_vec(mask, (b, t), &dev).expect("mask"),
+            n_target_tokens,
+            n_tokens: b * t - 4,
+            n_rows: b,
+        }
+    }
+
+    fn rel(a: &Tensor, r: &Tensor) -> f64 {
+        let d = (a - r).and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>());
+        let s = r.abs().and_then(|s| s.max_all()?.to_scalar::<f32>());
+        f64::from(d.expect("diff")) / f64::from(s.expect("scale")).max(f64::MIN_POSITIVE)
+    }
+
+    /// The fused kernels (RMSNorm, RoPE, attention, SwiGLU, LoRA linear) with the chunked
+    /// loss, with and without checkpointing, against the unfused tensor ops with the full
+    /// `[B, T, V]` logits: same loss and same LoRA gradients within 1e-5.
+    #[test]
+    fn fused_and_chunked_paths_match_the_unfused_full_logits_path() {
+        let (model, params) = tiny_lora();
+        let batch = batch();
+        let scale = 1.0 / batch.n_target_tokens as f64;
+        let run = |fused: bool, which: u8| -> (f64, HashMap<String, Tensor>) {
+            with_fused(fused, || {
+                let mut acc = GradAccumulator::new(params.clone());
+                let loss = match which {
+                    0 => full_logits_backward(&model, &batch, scale, &mut acc),
+                    1 => full_graph_backward(&model, &batch, scale, &mut acc),
+                    _ => checkpointed_backward(&model, &batch, scale, Some(7), &mut acc),
+                }
+                .expect("backward");
+                (loss, acc.into_grads())
+            })
+        };
+        let (loss_ref, grads_ref) = run(false, 0);
+        assert_eq!(grads_ref.len(), params.len());
+        for (fused, which) in [(true, 0), (true, 1), (true, 2), (false, 1), (false, 2)] {
+            let (loss, grads) = run(fused, which);
+            let e = (loss - loss_ref).abs() / loss_ref.abs();
+            assert!(
+                e < TOL,
+                "fused {fused} path {which}: loss {loss} vs {loss_ref}"
+            );
+            for (name, g_ref) in &grads_ref {
+                let g = grads
+                    .get(name)
+                    .unwrap_or_else(|| panic!("{name}: no gradient"));
+                let e = rel(g, g_ref);
+                assert!(e < TOL, "fused {fused} path {which}: {name} differs by {e}");
+            }
+        }
+    }
 }

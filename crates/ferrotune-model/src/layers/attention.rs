@@ -6,7 +6,7 @@
 
 use candle_core::{DType, Device, Tensor, D};
 
-use crate::cache::LayerKvCache;
+use crate::cache::{LayerKvCache, PackedRows};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::layers::{Linear, RmsNorm};
@@ -125,8 +125,56 @@ impl Attention {
 
     /// `x` `[B, T, C]`, `mask` additive `[B or 1, 1, T, T]` f32 → `[B, T, C]`.
     pub fn forward(&self, x: &Tensor, rope: &RopeTables, mask: &Tensor) -> Result<Tensor> {
+        if let Some(y) = self.forward_fused(x, rope, mask)? {
+            return Ok(y);
+        }
         let (q, key, v) = self.project(x, rope)?;
         self.attend(&q, &key, &v, Some(mask))
+    }
+
+    /// [`Attention::forward`] through the fused kernels (`crate::kernels`): RoPE and tiled
+    /// causal attention on the `[B, T, heads, D]` layout of the projections, with no
+    /// transpose; `None` (use the tensor ops) when the kernels are off, the inputs are not f32
+    /// on the CPU, the projections are fused (phi3), or the tables are per row. The kernel
+    /// skips keys after each query: `mask` must be causal, as [`attention_bias`] makes it.
+    fn forward_fused(
+        &self,
+        x: &Tensor,
+        rope: &RopeTables,
+        mask: &Tensor,
+    ) -> Result<Option<Tensor>> {
+        use crate::kernels::{attention::causal_attention, rope::rope_bthd};
+        let Qkv::Separate {
+            q_proj,
+            k_proj,
+            v_proj,
+        } = &self.qkv
+        else {
+            return Ok(None);
+        };
+        if !crate::kernels::fused() || rope.cos.rank() != 2 {
+            return Ok(None);
+        }
+        let (b, t, _c) = x.dims3()?;
+        let (h, k, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let [q, key, v]: [Tensor; 3] = Linear::forward_many(&[q_proj, k_proj, v_proj], x)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("q/k/v outputs".into()))?;
+        let mut q = q.reshape((b, t, h, d))?;
+        let mut key = key.reshape((b, t, k, d))?;
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            q = qn.forward(&q)?;
+            key = kn.forward(&key)?;
+        }
+        let (Some(q), Some(key)) = (rope_bthd(&q, rope)?, rope_bthd(&key, rope)?) else {
+            return Ok(None);
+        };
+        let v = v.reshape((b, t, k, d))?;
+        let scale = 1.0 / (d as f64).sqrt();
+        let Some(out) = causal_attention(&q, &key, &v, mask, scale)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.o_proj.forward(&out.reshape((b, t, h * d))?)?))
     }
 
     /// Incremental attention over cached keys: `x` `[B, T, C]` holds only the new tokens, whose
@@ -157,7 +205,13 @@ impl Attention {
                 q_proj,
                 k_proj,
                 v_proj,
-            } => (q_proj.forward(x)?, k_proj.forward(x)?, v_proj.forward(x)?),
+            } => {
+                // One call, so that quantized blocks run the three products together.
+                let [q, key, v]: [Tensor; 3] = Linear::forward_many(&[q_proj, k_proj, v_proj], x)?
+                    .try_into()
+                    .map_err(|_| candle_core::Error::Msg("q/k/v outputs".into()))?;
+                (q, key, v)
+            }
             Qkv::Fused { qkv_proj } => {
                 let qkv = qkv_proj.forward(x)?;
                 (
@@ -190,10 +244,30 @@ impl Attention {
         v: &Tensor,
         mask: Option<&Tensor>,
     ) -> Result<Tensor> {
+        let out = self.attention_heads(q, key, v, mask)?; // [B, T, H·D]
+        self.o_proj.forward(&out)
+    }
+
+    /// `softmax(Q·Kᵀ/√D + mask)·V`, the heads side by side (before `o_proj`): `q`
+    /// `[B, H, T, D]`, `key` and `v` `[B, K, S, D]`, `mask` additive `[B or 1, 1, T, S]`
+    /// → `[B, T, H·D]`.
+    fn attention_heads(
+        &self,
+        q: &Tensor,
+        key: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (b, h, t, d) = q.dims4()?;
         let (k, s) = (self.num_kv_heads, key.dim(2)?);
         let n_rep = h / k;
         let scale = 1.0 / (d as f64).sqrt();
+        if mask.is_none() {
+            // A decode step without gradients: slice code instead of ~15 tensor ops.
+            if let Some(out) = crate::layers::gemv::attend_one_query(q, key, v, scale as f32)? {
+                return Ok(out);
+            }
+        }
         // Queries grouped by their key/value head: [B, K, (H/K)·T, D].
         let q = q.reshape((b, k, n_rep * t, d))?;
         let scores = (q.matmul(&key.t()?)? * scale)?; // [B, K, (H/K)·T, S]
@@ -206,11 +280,10 @@ impl Attention {
         let out = probs.matmul(v)?; // [B, K, (H/K)·T, D]
 
         // [B, H, T, D] -> [B, T, H, D] -> [B, T, H·D]
-        let out = out
+        Ok(out
             .reshape((b, h, t, d))?
             .transpose(1, 2)?
-            .reshape((b, t, h * d))?;
-        self.o_proj.forward(&out)
+            .reshape((b, t, h * d))?)
     }
 }
 
@@ -273,4 +346,78 @@ pub fn attention_bias(
         }
     }
     Ok(Tensor::from_vec(bias, (b, 1, t, t), device)?)
+}
+
+/// Steps over several independent sequences, each with its own cache (continuous batching):
+/// the row-wise projections run on the packed rows of all sequences in chunks
+/// ([`PackedRows`]), attention runs per sequence against its own keys. Shapes: N sequences,
+/// T_i new tokens of sequence i (a prompt, or one token), R = ΣT_i rows, S_i cached positions.
+impl Attention {
+    /// New tokens of N sequences packed as rows: `x` `[R, 1, C]` (sequence i's tokens are the
+    /// rows of `rows.spans()`), `rope` at each row's position (`cos`/`sin` `[R, 1, 1, D_rot]`,
+    /// see [`RopeTables::for_rows`]), `masks[i]` the additive mask `[1, 1, T_i, S_i]` of
+    /// sequence i or `None`, `caches[i]` its layer cache (batch 1), to which its keys and values
+    /// are appended → `[R, 1, C]`.
+    ///
+    /// Sequence i gets what [`Attention::forward_with_cache`] gives it alone: the same
+    /// attention code on the same shapes, and projections whose chunks are served by the same
+    /// kernels as alone (see [`PackedRows`]).
+    ///
+    /// Errors: [`crate::ModelError::Cache`] when `x`, `rope`, `masks` or `caches` do not match
+    /// `rows`, or a cache holds another batch size or head layout.
+    pub fn forward_multi(
+        &self,
+        x: &Tensor,
+        rope: &RopeTables,
+        rows: &PackedRows,
+        masks: &[Option<Tensor>],
+        caches: &mut [&mut LayerKvCache],
+    ) -> Result<Tensor> {
+        let (r, t, _c) = x.dims3()?;
+        let n = rows.len();
+        if t != 1 || r != rows.rows() || masks.len() != n || caches.len() != n {
+            return Err(crate::ModelError::Cache {
+                msg: format!(
+                    "a packed step takes x [R, 1, C] with R = {} rows for {n} sequences: got \
+                     {:?}, {} masks and {} caches",
+                    rows.rows(),
+                    x.dims(),
+                    masks.len(),
+                    caches.len()
+                ),
+            });
+        }
+        // q [R, H, 1, D]; key, v [R, K, 1, D]: chunk by chunk, RoPE rows narrowed alike.
+        let mut parts = (Vec::new(), Vec::new(), Vec::new());
+        for chunk in rows.chunks() {
+            let (at, len) = (chunk.start, chunk.len());
+            let rope = RopeTables {
+                cos: rope.cos.narrow(0, at, len)?,
+                sin: rope.sin.narrow(0, at, len)?,
+            };
+            let (q, key, v) = self.project(&x.narrow(0, at, len)?, &rope)?;
+            parts.0.push(q);
+            parts.1.push(key);
+            parts.2.push(v);
+        }
+        let (q, key, v) = (
+            Tensor::cat(&parts.0, 0)?,
+            Tensor::cat(&parts.1, 0)?,
+            Tensor::cat(&parts.2, 0)?,
+        );
+        let mut outs = Vec::with_capacity(n);
+        for ((span, cache), mask) in rows.spans().zip(caches.iter_mut()).zip(masks) {
+            // Sequence i's rows [T_i, heads, 1, D] -> [1, heads, T_i, D], as alone.
+            let seq = |x: &Tensor| -> Result<Tensor> {
+                Ok(x.narrow(0, span.start, span.len())?
+                    .transpose(0, 2)?
+                    .contiguous()?)
+            };
+            let (key_i, v_i) = cache.append(&seq(&key)?, &seq(&v)?)?;
+            let out = self.attention_heads(&seq(&q)?, &key_i, &v_i, mask.as_ref())?;
+            outs.push(out.transpose(0, 1)?); // [1, T_i, H·D] -> [T_i, 1, H·D]
+        }
+        let out = Tensor::cat(&outs, 0)?.contiguous()?; // [R, 1, H·D]
+        rows.map(&out, |part, _| self.o_proj.forward(part))
+    }
 }

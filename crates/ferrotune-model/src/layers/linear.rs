@@ -57,20 +57,60 @@ impl Linear {
     /// product reads the quantized blocks when they serve it (see
     /// [`QuantizedWeight::try_matmul`]), else `weight`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut ys = Self::forward_many(&[self], x)?;
+        ys.pop()
+            .ok_or_else(|| candle_core::Error::Msg("no linear output".into()).into())
+    }
+
+    /// [`Linear::forward`] of several layers with the same input width on one `x`
+    /// `[..., in]` (q/k/v, gate/up) → one `[..., out_p]` per layer. When every layer's
+    /// quantized blocks serve the product, the products run together (one quantization of `x`,
+    /// one parallel region: [`QuantizedWeight::try_matmul_many`]); otherwise one by one.
+    pub fn forward_many(layers: &[&Self], x: &Tensor) -> Result<Vec<Tensor>> {
         let dims = x.dims();
         let inp = x.dim(D::Minus1)?;
         let rows = x.elem_count() / inp.max(1);
         let x = x.reshape((rows, inp))?;
-        let quantized = match &self.quantized {
-            Some(q) => q.try_matmul(&x, &self.weight)?,
+        // LoRA layers in training: base and low-rank products in one fused op each.
+        if let Some(ys) = crate::kernels::lora::fused_forward_many(layers, &x, dims)? {
+            return Ok(ys);
+        }
+        let pairs: Option<Vec<(&QuantizedWeight, &Tensor)>> = layers
+            .iter()
+            .map(|l| l.quantized.as_ref().map(|q| (q, &l.weight)))
+            .collect();
+        let quantized = match pairs {
+            Some(pairs) => QuantizedWeight::try_matmul_many(&pairs, &x)?,
             None => None,
         };
-        let mut y = match quantized {
-            Some(y) => y,
-            None => crate::layers::matmul_wt(&x, &self.weight)?, // [rows, out]
+        let products = match quantized {
+            Some(ys) => ys,
+            None => layers
+                .iter()
+                .map(|l| {
+                    let y = match &l.quantized {
+                        Some(q) => q.try_matmul(&x, &l.weight)?,
+                        None => None,
+                    };
+                    match y {
+                        Some(y) => Ok(y),
+                        None => crate::layers::matmul_wt(&x, &l.weight), // [rows, out]
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?,
         };
+        layers
+            .iter()
+            .zip(products)
+            .map(|(l, y)| l.finish(&x, y, dims))
+            .collect()
+    }
+
+    /// Adds the adapter and the bias to the base product `y` `[rows, out]` of `x` `[rows, in]`
+    /// and restores the leading dims of the input (`dims`).
+    fn finish(&self, x: &Tensor, mut y: Tensor, dims: &[usize]) -> Result<Tensor> {
         if let Some(adapter) = &self.adapter {
-            y = adapter.forward(&x, &self.weight, y)?;
+            y = adapter.forward(x, &self.weight, y)?;
         }
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,

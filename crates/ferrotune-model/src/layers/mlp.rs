@@ -79,13 +79,24 @@ impl Mlp {
     /// `x` `[B, T, C]` → `[B, T, C]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (gate, up) = match &self.gate_up {
-            GateUp::Separate { gate_proj, up_proj } => (gate_proj.forward(x)?, up_proj.forward(x)?),
+            GateUp::Separate { gate_proj, up_proj } => {
+                let [gate, up]: [Tensor; 2] = Linear::forward_many(&[gate_proj, up_proj], x)?
+                    .try_into()
+                    .map_err(|_| candle_core::Error::Msg("gate/up outputs".into()))?;
+                (gate, up)
+            }
             GateUp::Fused { gate_up_proj } => {
                 let gu = gate_up_proj.forward(x)?;
                 let i = gu.dim(D::Minus1)? / 2;
                 (gu.narrow(D::Minus1, 0, i)?, gu.narrow(D::Minus1, i, i)?)
             }
         };
+        if self.act == Activation::Silu && (gate.track_op() || up.track_op()) {
+            // Training: silu(gate) ⊙ up in one fused pass with a hand-written backward.
+            if let Some(h) = crate::kernels::swiglu::swiglu(&gate, &up)? {
+                return self.down_proj.forward(&h);
+            }
+        }
         let gate = match self.act {
             Activation::Silu => gate.silu()?,
             Activation::GeluTanh => gate.gelu()?,

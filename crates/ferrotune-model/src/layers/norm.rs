@@ -39,7 +39,19 @@ impl RmsNorm {
     }
 
     /// `x` `[..., dim]` → same shape and dtype; the statistics are taken in f32.
+    ///
+    /// Without gradients (inference; f32 on the CPU) it takes [`RmsNorm::forward_rows`]: the
+    /// sums of squares as tensor ops, the rest in one pass over slices instead of seven more
+    /// tensor ops, with the same values bit for bit.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(y) = self.forward_rows(x)? {
+            return Ok(y);
+        }
+        // Training and prefill: one fused pass with a hand-written backward (f32, CPU).
+        if let Some(y) = crate::kernels::rmsnorm::rms_norm(x, &self.weight, self.eps, self.offset)?
+        {
+            return Ok(y);
+        }
         let dtype = x.dtype();
         let x = x.to_dtype(DType::F32)?;
         let inv_rms = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?
@@ -52,5 +64,78 @@ impl RmsNorm {
             (&self.weight + self.offset)?
         };
         Ok(normed.broadcast_mul(&scale)?.to_dtype(dtype)?)
+    }
+
+    /// The norm with the tensor path's exact roundings: `Some` when `x` and `weight` are f32
+    /// on the CPU and neither tracks a gradient, else `None` (use the tensor ops).
+    ///
+    /// The sums of squares come from the same tensor ops as in the tensor path (`sqr`, then a
+    /// sum over the last dimension, whose summation order is candle's); then per value, with
+    /// candle's f32 roundings of `mean_keepdim` (a product with `1/dim`), `+ ε`, `sqrt`,
+    /// `recip` and the two products: `y = (x · 1/sqrt(Σx² · (1/dim) + ε)) · (w + offset)`.
+    fn forward_rows(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        let eligible = !x.track_op()
+            && !self.weight.track_op()
+            && x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && self.weight.dtype() == DType::F32;
+        let dim = x.dim(D::Minus1)?;
+        if !eligible || dim == 0 || self.weight.dims() != [dim] {
+            return Ok(None);
+        }
+        let x = x.contiguous()?;
+        let sums = x
+            .sqr()?
+            .sum_keepdim(D::Minus1)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let inv_dim = (1.0 / dim as f64) as f32;
+        let (eps, offset) = (self.eps as f32, self.offset as f32);
+        let mut scale = self.weight.to_vec1::<f32>()?;
+        if self.offset != 0.0 {
+            for w in &mut scale {
+                *w += offset;
+            }
+        }
+        let mut out = Vec::with_capacity(xs.len());
+        for (row, sum) in xs.chunks_exact(dim).zip(sums) {
+            let inv_rms = ((sum * inv_dim) + eps).sqrt().recip();
+            out.extend(row.iter().zip(&scale).map(|(v, s)| (v * inv_rms) * s));
+        }
+        Ok(Some(Tensor::from_vec(out, x.shape(), x.device())?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn row_path_equals_the_tensor_ops_bit_for_bit() -> Result<()> {
+        let dev = Device::Cpu;
+        for (shape, dim) in [((3, 1, 40), 40), ((2, 5, 576), 576)] {
+            let n = shape.0 * shape.1 * shape.2;
+            let x = Tensor::from_vec(crate::layers::test_values(n, 41), shape, &dev)?;
+            for offset in [0.0, 1.0] {
+                let norm = RmsNorm {
+                    weight: Tensor::from_vec(crate::layers::test_values(dim, 42), dim, &dev)?,
+                    eps: 1e-5,
+                    offset,
+                };
+                let fast = norm.forward(&x)?;
+                // A tracked input takes the tensor ops.
+                let slow = norm.forward(Var::from_tensor(&x)?.as_tensor())?;
+                assert_eq!(fast.dims(), slow.dims());
+                let diff = (fast - slow.detach())?
+                    .abs()?
+                    .max_all()?
+                    .to_scalar::<f32>()?;
+                assert_eq!(diff, 0.0, "{shape:?} offset {offset}");
+            }
+        }
+        Ok(())
     }
 }

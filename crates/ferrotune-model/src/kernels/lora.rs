@@ -1,0 +1,395 @@
+//! The fused LoRA linear (Hu et al. 2021, "LoRA", eq. 3): `y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ` for a frozen
+//! `W`, as one op whose forward writes a single output buffer (the low-rank path is added by
+//! the GEMM into the base product; the `[out, in]` update `B·A` is never formed) and whose
+//! backward is hand-written:
+//!
+//! ```text
+//! gb = g·B                      [N, r]
+//! dx = g·W + s·gb·A             [N, in]   (only when x needs a gradient)
+//! dA = s·gbᵀ·x                  [r, in]
+//! dB = s·gᵀ·(x·Aᵀ)              [out, r]  (x·Aᵀ recomputed: N·in·r multiply-adds)
+//! ```
+//!
+//! `W` gets no gradient (it is captured by the op, not an operand).
+//!
+//! Shapes: N rows, `in`/`out` the layer's features, r the rank, s the scaling.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
+
+use super::{cpu_slice, eligible, gemm, with_slice, Mat};
+use crate::error::Result;
+
+/// `x` `[N, in]` · `weight`ᵀ (`[out, in]`, frozen) `+ scaling · (x·aᵀ)·bᵀ` with `a` `[r, in]`
+/// and `b` `[out, r]` → `[N, out]`, with the backward of the module docs; `None` when the
+/// fused kernels are off, a tensor is not f32 on the CPU, `weight` tracks a gradient or the
+/// shapes do not chain (use the tensor ops).
+pub fn lora_linear(
+    x: &Tensor,
+    weight: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    scaling: f64,
+) -> Result<Option<Tensor>> {
+    lora_op(x, weight, a, b, scaling, true)
+}
+
+/// [`lora_linear`] for a product whose value is never read, only backpropagated through
+/// (the last projection of a decoder layer recomputed for gradient checkpointing, whose
+/// output only seeds the backward): the forward skips all three GEMMs and returns zeros
+/// `[N, out]`, the backward is [`lora_linear`]'s. `None` as for [`lora_linear`].
+pub fn lora_linear_backward_only(
+    x: &Tensor,
+    weight: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    scaling: f64,
+) -> Result<Option<Tensor>> {
+    lora_op(x, weight, a, b, scaling, false)
+}
+
+/// The shared checks of [`lora_linear`] and [`lora_linear_backward_only`].
+fn lora_op(
+    x: &Tensor,
+    weight: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    scaling: f64,
+    value: bool,
+) -> Result<Option<Tensor>> {
+    if !eligible(&[x, weight, a, b]) || weight.track_op() {
+        return Ok(None);
+    }
+    let (Ok((_, inp)), Ok((out, w_in)), Ok((r, a_in)), Ok((b_out, b_r))) =
+        (x.dims2(), weight.dims2(), a.dims2(), b.dims2())
+    else {
+        return Ok(None);
+    };
+    if w_in != inp || a_in != inp || b_out != out || b_r != r {
+        return Ok(None);
+    }
+    let op = LoraOp {
+        weight: weight.contiguous()?,
+        scaling: scaling as f32,
+        value,
+    };
+    Ok(Some(x.contiguous()?.apply_op3(
+        &a.contiguous()?,
+        &b.contiguous()?,
+        op,
+    )?))
+}
+
+/// The products of LoRA layers sharing one input through the fused kernel
+/// ([`crate::kernels::lora::lora_linear`]: base and low-rank path in one op, hand-written
+/// backward): `x` `[N, in]` (flattened), `dims` the input's original dims → one
+/// `[..., out_p]` per layer, bias added. `None` (use the generic path) unless every layer has
+/// a plain LoRA adapter whose dropout is inactive, a frozen f32 weight, and `x` has more rows
+/// than a decode step ([`crate::layers::GEMV_MAX_ROWS`]), with the fused kernels on.
+pub fn fused_forward_many(
+    layers: &[&crate::layers::Linear],
+    x: &Tensor,
+    dims: &[usize],
+) -> Result<Option<Vec<Tensor>>> {
+    let rows = x.dim(0)?;
+    let all_plain = layers.iter().all(|l| {
+        l.adapter.as_ref().is_some_and(|a| {
+            matches!(a.variant, crate::adapters::LoraVariant::Plain)
+                && (!a.training || a.dropout <= 0.0)
+        })
+    });
+    if !all_plain || layers.is_empty() || rows <= crate::layers::GEMV_MAX_ROWS {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(layers.len());
+    for l in layers {
+        let Some(a) = &l.adapter else {
+            return Ok(None);
+        };
+        let Some(y) = crate::kernels::lora::lora_linear(
+            x,
+            &l.weight,
+            a.lora_a.as_tensor(),
+            a.lora_b.as_tensor(),
+            a.scaling,
+        )?
+        else {
+            return Ok(None);
+        };
+        let y = match &l.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims.to_vec();
+        if let Some(last) = out_dims.last_mut() {
+            *last = l.weight.dim(0)?;
+        }
+        out.push(y.reshape(out_dims)?);
+    }
+    Ok(Some(out))
+}
+
+/// The op; operands `(x, A, B)`.
+struct LoraOp {
+    /// `[out, in]` f32, contiguous, CPU.
+    weight: Tensor,
+    scaling: f32,
+    /// Whether the forward computes the product (else it returns zeros).
+    value: bool,
+}
+
+impl CustomOp3 for LoraOp {
+    fn name(&self) -> &'static str {
+        "fused-lora-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, inp) = l1.shape().dims2()?;
+        let (r, _) = l2.shape().dims2()?;
+        let (out, _) = self.weight.dims2()?;
+        if !self.value {
+            return Ok((CpuStorage::F32(vec![0f32; n * out]), Shape::from((n, out))));
+        }
+        let (x, a, b) = (cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?);
+        let (w_storage, w_layout) = self.weight.storage_and_layout();
+        let Storage::Cpu(w_cpu) = &*w_storage else {
+            candle_core::bail!("fused-lora-linear: weight must be on the CPU");
+        };
+        let w = cpu_slice(w_cpu, w_layout)?;
+        let mut y = vec![0f32; n * out];
+        let xm = Mat::rows(x, inp);
+        gemm(
+            n,
+            out,
+            inp,
+            &mut y,
+            out,
+            false,
+            xm,
+            Mat::rows_t(w, inp),
+            1.0,
+            true,
+        )?;
+        let mut u = vec![0f32; n * r];
+        gemm(
+            n,
+            r,
+            inp,
+            &mut u,
+            r,
+            false,
+            xm,
+            Mat::rows_t(a, inp),
+            1.0,
+            true,
+        )?;
+        gemm(
+            n,
+            out,
+            r,
+            &mut y,
+            out,
+            true,
+            Mat::rows(&u, r),
+            Mat::rows_t(b, r),
+            self.scaling,
+            true,
+        )?;
+        Ok((CpuStorage::F32(y), Shape::from((n, out))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, inp) = x.dims2()?;
+        let (r, _) = a.dims2()?;
+        let (out, _) = self.weight.dims2()?;
+        let s = self.scaling;
+        let dev = x.device();
+        let (want_x, want_a, want_b) = (x.track_op(), a.track_op(), b.track_op());
+        let grads = with_slice(x, |xs| {
+            with_slice(a, |as_| {
+                with_slice(b, |bs| {
+                    with_slice(grad, |g| {
+                        with_slice(&self.weight, |w| -> candle_core::Result<_> {
+                            let gm = Mat::rows(g, out);
+                            let xm = Mat::rows(xs, inp);
+                            let mut gb = vec![0f32; n * r];
+                            gemm(
+                                n,
+                                r,
+                                out,
+                                &mut gb,
+                                r,
+                                false,
+                                gm,
+                                Mat::rows(bs, r),
+                                1.0,
+                                true,
+                            )?;
+                            let dx = if want_x {
+                                let mut dx = vec![0f32; n * inp];
+                                gemm(
+                                    n,
+                                    inp,
+                                    out,
+                                    &mut dx,
+                                    inp,
+                                    false,
+                                    gm,
+                                    Mat::rows(w, inp),
+                                    1.0,
+                                    true,
+                                )?;
+                                gemm(
+                                    n,
+                                    inp,
+                                    r,
+                                    &mut dx,
+                                    inp,
+                                    true,
+                                    Mat::rows(&gb, r),
+                                    Mat::rows(as_, inp),
+                                    s,
+                                    true,
+                                )?;
+                                Some(dx)
+                            } else {
+                                None
+                            };
+                            let da = if want_a {
+                                let mut da = vec![0f32; r * inp];
+                                gemm(
+                                    r,
+                                    inp,
+                                    n,
+                                    &mut da,
+                                    inp,
+                                    false,
+                                    Mat::rows_t(&gb, r),
+                                    xm,
+                                    s,
+                                    true,
+                                )?;
+                                Some(da)
+                            } else {
+                                None
+                            };
+                            let db = if want_b {
+                                let mut u = vec![0f32; n * r];
+                                gemm(
+                                    n,
+                                    r,
+                                    inp,
+                                    &mut u,
+                                    r,
+                                    false,
+                                    xm,
+                                    Mat::rows_t(as_, inp),
+                                    1.0,
+                                    true,
+                                )?;
+                                let mut db = vec![0f32; out * r];
+                                gemm(
+                                    out,
+                                    r,
+                                    n,
+                                    &mut db,
+                                    r,
+                                    false,
+                                    Mat::rows_t(g, out),
+                                    Mat::rows(&u, r),
+                                    s,
+                                    true,
+                                )?;
+                                Some(db)
+                            } else {
+                                None
+                            };
+                            Ok((dx, da, db))
+                        })
+                    })
+                })
+            })
+        })??????;
+        let (dx, da, db) = grads;
+        let wrap =
+            |v: Option<Vec<f32>>, shape: (usize, usize)| -> candle_core::Result<Option<Tensor>> {
+                v.map(|v| Tensor::from_vec(v, shape, dev)).transpose()
+            };
+        Ok((
+            wrap(dx, (n, inp))?,
+            wrap(da, (r, inp))?,
+            wrap(db, (out, r))?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{rel_err, test_tensor, with_fused};
+    use candle_core::Var;
+
+    /// Values and the gradients of x, A and B against `x·Wᵀ + s·(x·Aᵀ)·Bᵀ` from candle's
+    /// matmuls through autograd, f32: within 1e-5 relative (max |Δ| / max |reference|); the
+    /// frozen W gets no gradient.
+    #[test]
+    fn matches_the_tensor_ops_values_and_gradients() -> Result<()> {
+        let (n, inp, out, r) = (37, 48, 40, 4);
+        let x = Var::from_tensor(&test_tensor(&[n, inp], 11))?;
+        let w = test_tensor(&[out, inp], 12);
+        let a = Var::from_tensor(&test_tensor(&[r, inp], 13))?;
+        let b = Var::from_tensor(&test_tensor(&[out, r], 14))?;
+        let g = test_tensor(&[n, out], 15);
+        let s = 2.0;
+        let (xt, at, bt) = (x.as_tensor(), a.as_tensor(), b.as_tensor());
+        let y_ref = (xt.matmul(&w.t()?)? + (xt.matmul(&at.t()?)?.matmul(&bt.t()?)? * s)?)?;
+        let s_ref = (&y_ref * &g)?.sum_all()?.backward()?;
+        let y = with_fused(true, || lora_linear(xt, &w, at, bt, s))?
+            .ok_or_else(|| candle_core::Error::Msg("not eligible".into()))?;
+        let st = (&y * &g)?.sum_all()?.backward()?;
+        let e = rel_err(&y, &y_ref);
+        assert!(e < 1e-5, "y differs by {e}");
+        for (name, t) in [("x", xt), ("A", at), ("B", bt)] {
+            let (Some(p), Some(q)) = (st.get(t), s_ref.get(t)) else {
+                panic!("missing gradient of {name}")
+            };
+            let e = rel_err(p, q);
+            assert!(e < 1e-5, "d{name} differs by {e}");
+        }
+        assert!(st.get(&w).is_none());
+        // The backward-only variant: zeros forward, the same gradients bit for bit.
+        let z = with_fused(true, || lora_linear_backward_only(xt, &w, at, bt, s))?
+            .ok_or_else(|| candle_core::Error::Msg("not eligible".into()))?;
+        assert_eq!(z.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+        let sz = (&z * &g)?.sum_all()?.backward()?;
+        for t in [xt, at, bt] {
+            let (Some(p), Some(q)) = (sz.get(t), st.get(t)) else {
+                panic!("missing gradient")
+            };
+            assert_eq!(rel_err(p, q), 0.0);
+        }
+        // A frozen input gets no gradient computed.
+        let y = with_fused(true, || lora_linear(&xt.detach(), &w, at, bt, s))?
+            .ok_or_else(|| candle_core::Error::Msg("not eligible".into()))?;
+        let st = (&y * &g)?.sum_all()?.backward()?;
+        let (Some(p), Some(q)) = (st.get(at), s_ref.get(at)) else {
+            panic!("missing gradient of A")
+        };
+        assert!(rel_err(p, q) < 1e-5);
+        Ok(())
+    }
+}
