@@ -8,6 +8,7 @@
 //! | [`trainer`] | the loop: shuffled micro-batches, token-weighted accumulation, clipping, AdamW, logs |
 //! | [`recompute`] | one micro-batch's backward: gradient checkpointing per layer with a chunked loss, or the full graph |
 //! | [`checkpoint`] | `checkpoint-N` folders (weights, optimizer state, trainer state) and resuming |
+//! | [`estimate`] | `ferrotune estimate`: memory by part, FLOPs per token and step time of a run, without loading weights |
 //! | [`eval`] | `eval_loss` on held-out examples, `eval_results.json` |
 //! | [`collate`] | right padding of encoded examples into `[B, T]` batches |
 //! | [`optim`] | AdamW as `torch.optim.AdamW`, `clip_grad_norm_`, decay grouping, LoRA+ lr scales, state files |
@@ -44,6 +45,7 @@
 pub mod checkpoint;
 pub mod collate;
 pub mod error;
+pub mod estimate;
 pub mod eval;
 pub mod logging;
 pub mod metrics;

@@ -1,0 +1,94 @@
+//! What a run trains ([`TuningPlan`]), its batch shape ([`RunShape`]) and which fused
+//! training kernels its layers run ([`FusedKernels`]).
+
+use super::model_dims::{ModelDims, Projection};
+
+/// What trains.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TuningPlan {
+    /// LoRA adapters of rank `rank` on the projections named in `targets` (leaf names, or
+    /// `all`), dropout `dropout` on their input.
+    Lora {
+        /// r.
+        rank: usize,
+        /// `lora_target`.
+        targets: Vec<String>,
+        /// `lora_dropout`.
+        dropout: f64,
+    },
+    /// Every weight trains.
+    Full,
+}
+
+impl TuningPlan {
+    /// Whether `p` carries an adapter.
+    pub(super) fn adapts(&self, p: &Projection) -> Option<usize> {
+        match self {
+            TuningPlan::Lora { rank, targets, .. } => targets
+                .iter()
+                .any(|t| t == "all" || t == p.name)
+                .then_some(*rank),
+            TuningPlan::Full => None,
+        }
+    }
+}
+
+/// Batch shape and checkpointing of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunShape {
+    /// B.
+    pub batch: usize,
+    /// T.
+    pub seq: usize,
+    /// Gradient checkpointing per decoder layer.
+    pub checkpointing: bool,
+}
+
+impl RunShape {
+    /// N = B·T.
+    pub fn tokens(&self) -> u64 {
+        (self.batch * self.seq) as u64
+    }
+}
+
+/// Which of `ferrotune-model`'s fused training kernels (`ferrotune_model::kernels`) a layer
+/// runs; each one replaces a chain of generic candle ops and what that chain keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FusedKernels {
+    /// RMSNorm as one op keeping its output and `1/rms` per row.
+    pub rms_norm: bool,
+    /// RoPE and tiled causal attention with an online softmax (no `[T, T]` kept; the
+    /// log-sum-exp per query row instead); needs separate q/k/v projections.
+    pub attention: bool,
+    /// `silu(gate) ⊙ up` as one op (SiLU models).
+    pub swiglu: bool,
+    /// Base product and low-rank path as one op per adapted projection (plain LoRA, no
+    /// active dropout, every projection of the group adapted).
+    pub lora: bool,
+}
+
+impl FusedKernels {
+    /// What `ferrotune-model` runs for `d` and `plan` when its kernels are on
+    /// (`ferrotune_model::kernels::fused()`; `FERROTUNE_FUSED_KERNELS=0` turns them off): the
+    /// conditions of `RmsNorm::forward`, `Attention::forward_fused`, `Mlp::forward` and
+    /// `kernels::lora::fused_forward_many` for f32 tensors on the CPU.
+    pub fn for_model(d: &ModelDims, plan: &TuningPlan, on: bool) -> Self {
+        let plain_lora = matches!(plan, TuningPlan::Lora { dropout, .. } if *dropout <= 0.0);
+        FusedKernels {
+            rms_norm: on,
+            attention: on && !d.fused_qkv,
+            swiglu: on && d.silu,
+            lora: on && plain_lora,
+        }
+    }
+
+    /// None of the kernels: the generic op-by-op path.
+    pub fn none() -> Self {
+        FusedKernels {
+            rms_norm: false,
+            attention: false,
+            swiglu: false,
+            lora: false,
+        }
+    }
+}
