@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command: fetches the demo model (the tests run on it), then runs
-# every test of the workspace. Needs only cargo and python3 with pip; no Python packages.
+# every test of the workspace, then checks the API server with the official OpenAI Python client
+# (scripts/check_api.sh installs it from tools/requirements-api.txt). Needs only cargo and
+# python3 with pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch_model.sh
 cargo test --workspace --no-fail-fast "$@"
+bash scripts/check_api.sh

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use commands::chat::ChatArgs;
+use commands::estimate::EstimateArgs;
 use commands::preprocess::PreprocessArgs;
 use commands::ConfigArgs;
 
@@ -35,8 +36,8 @@ enum Command {
     Eval(ConfigArgs),
     /// Tokenize datasets (saved to `tokenized_path` when set; `--dump FILE.jsonl` writes them).
     Preprocess(PreprocessArgs),
-    /// Estimate the memory a training run needs.
-    Estimate(ConfigArgs),
+    /// Estimate the memory, FLOPs and step time a training run needs (`--json` for JSON).
+    Estimate(EstimateArgs),
     /// Print the environment: versions, CPU, devices.
     Env,
     /// Print the ferrotune version.
@@ -75,12 +76,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Train(args) => commands::train::run(&args),
         Command::Chat(args) => commands::chat::run(&args),
-        Command::Api(args) => not_built("api", "API server", &args),
+        Command::Api(args) => commands::api::run(&args),
         Command::Webui(args) => not_built("webui", "web UI", &args),
         Command::Export(args) => commands::export::run(&args),
         Command::Eval(args) => not_built("eval", "benchmark evaluation", &args),
         Command::Preprocess(args) => commands::preprocess::run(&args),
-        Command::Estimate(args) => not_built("estimate", "memory estimate", &args),
+        Command::Estimate(args) => commands::estimate::run(&args),
         Command::Env => commands::env::run(),
         Command::Version => commands::version::run(),
     }

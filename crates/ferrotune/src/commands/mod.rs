@@ -1,8 +1,10 @@
 //! One module per command family, plus the `[config.yaml] [key=value ...]` arguments they share.
 
+pub mod api;
 pub mod chat;
 pub mod cpu;
 pub mod env;
+pub mod estimate;
 pub mod export;
 pub mod pending;
 pub mod preprocess;
