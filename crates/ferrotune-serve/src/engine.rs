@@ -12,8 +12,10 @@
 //! [`GEMV_MAX_ROWS`] decode rows reads each weight
 //! once for all of them), so a sequence's logits do not depend on what else is running and
 //! greedy answers equal [`ferrotune_infer::Generator`]'s. Prompts join at most
-//! [`PREFILL_TOKENS_PER_STEP`] tokens per step (a lone longer prompt still joins), so that a
-//! burst of new prompts stalls the running streams for one bounded step at a time. While
+//! [`PREFILL_TOKENS_PER_STEP`] tokens per step (a lone longer prompt still joins), and a
+//! prompt longer than [`PREFILL_CHUNK`] is prefilled over several steps, a chunk per step
+//! (chunked prefill), so that neither a burst of new prompts nor one long prompt stalls the
+//! running streams for more than one bounded step at a time. While
 //! sequences are running, new prompts are gathered until a quarter of the slots can take them
 //! at once (or the oldest has waited [`PREFILL_MAX_WAIT_STEPS`] steps): their prefill is then
 //! one GEMM that reads the f32 weights once for all of them, instead of once per prompt. Finished
@@ -327,7 +329,12 @@ fn run(gen: &Generator, max_concurrent: usize, rx: &Receiver<SeqRequest>, cancel
         } else {
             0
         };
-        let mut prompt_tokens = 0;
+        // Prompts still being prefilled take their next chunk's share of this step.
+        let mut prompt_tokens: usize = active
+            .iter()
+            .filter(|a| a.generated == 0)
+            .map(|a| prefill_chunk(a.pending.len()))
+            .sum();
         while active.len() < max_concurrent && !gather {
             let Some(len) = waiting.front().map(|r| {
                 let reused = pool.lookup(&r.prompt_ids).map_or(0, |(_, n)| n);
@@ -370,6 +377,25 @@ const SHUTDOWN: &str = "the server is shutting down; the request was cancelled";
 /// Most prompt tokens that join one step (see the module doc). On the demo model a step with
 /// this many prompt tokens takes about as long as a few dozen decode steps.
 pub const PREFILL_TOKENS_PER_STEP: usize = 512;
+
+/// Most prompt tokens one sequence feeds in a step: a longer prompt is prefilled in chunks
+/// over several steps (see the module doc), which also bounds its attention scores to
+/// `[heads, chunk, S]`.
+pub const PREFILL_CHUNK: usize = PREFILL_TOKENS_PER_STEP;
+
+/// How many of `len` pending prompt tokens to feed this step: all of them up to
+/// [`PREFILL_CHUNK`], else a chunk that leaves more than [`GEMV_MAX_ROWS`] tokens for later, so
+/// that every chunk is one GEMM like the whole prompt alone (rows of a GEMM do not depend on
+/// each other and attention is causal: the same argument as prefix caching's).
+fn prefill_chunk(len: usize) -> usize {
+    if len <= PREFILL_CHUNK {
+        len
+    } else if len - PREFILL_CHUNK > GEMV_MAX_ROWS {
+        PREFILL_CHUNK
+    } else {
+        len - (GEMV_MAX_ROWS + 1)
+    }
+}
 
 /// New tokens `req` may generate: its `max_new_tokens`, cut to the model's context.
 ///
@@ -432,8 +458,8 @@ fn start<'t>(
     }
 }
 
-/// One step over every active sequence: feed each its pending tokens (a whole prompt, or the
-/// last token), choose and emit the next token of each.
+/// One step over every active sequence: feed each its pending tokens (a prompt's next chunk,
+/// or the last token), choose and emit the next token of each whose prompt is all in.
 ///
 /// Errors: a message when the forward pass fails or panics; the caches are then unusable.
 fn step(gen: &Generator, active: &mut [Active<'_>]) -> Result<(), String> {
@@ -443,7 +469,10 @@ fn step(gen: &Generator, active: &mut [Active<'_>]) -> Result<(), String> {
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
         let tokens: Vec<Vec<u32>> = active
             .iter_mut()
-            .map(|a| std::mem::take(&mut a.pending))
+            .map(|a| {
+                let rest = a.pending.split_off(prefill_chunk(a.pending.len()));
+                std::mem::replace(&mut a.pending, rest)
+            })
             .collect();
         let lists: Vec<&[u32]> = tokens.iter().map(Vec::as_slice).collect();
         let mut caches: Vec<&mut KvCache> = active.iter_mut().map(|a| &mut a.cache).collect();
@@ -453,7 +482,10 @@ fn step(gen: &Generator, active: &mut [Active<'_>]) -> Result<(), String> {
             .and_then(|l| Ok(l.to_vec2::<f32>()?))
             .map_err(|e| e.to_string())?; // [N, V]
         for (a, mut row) in active.iter_mut().zip(logits) {
-            choose_and_emit(gen, a, &mut row);
+            // A sequence with prompt chunks still pending has no next token yet.
+            if a.pending.is_empty() {
+                choose_and_emit(gen, a, &mut row);
+            }
         }
         Ok(())
     }));
@@ -592,6 +624,27 @@ fn held_back(text: &str, stops: &[String]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::held_back;
+
+    #[test]
+    fn prefill_chunks_are_bounded_and_each_a_gemm() {
+        use super::{prefill_chunk, GEMV_MAX_ROWS, PREFILL_CHUNK};
+        assert_eq!(prefill_chunk(1), 1);
+        assert_eq!(prefill_chunk(PREFILL_CHUNK), PREFILL_CHUNK);
+        for len in PREFILL_CHUNK + 1..3 * PREFILL_CHUNK {
+            let (mut left, mut chunks) = (len, Vec::new());
+            while left > 0 {
+                let k = prefill_chunk(left);
+                chunks.push(k);
+                left -= k;
+            }
+            assert!(
+                chunks
+                    .iter()
+                    .all(|&k| k > GEMV_MAX_ROWS && k <= PREFILL_CHUNK),
+                "{len}: {chunks:?}"
+            );
+        }
+    }
 
     #[test]
     fn held_back_keeps_a_possible_stop_prefix() {
