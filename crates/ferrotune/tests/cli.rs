@@ -116,11 +116,11 @@ fn unbuilt_command_validates_config_then_exits_2() {
         "train.yaml",
         "model_name_or_path: m\nstage: sft\ndo_train: true\ndataset: a\npreprocessing_num_workers: 16\n",
     );
-    let out = ferrotune(&["api", &cfg, "learning_rate=1e-4"]);
+    let out = ferrotune(&["eval", &cfg, "learning_rate=1e-4"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.ends_with("`ferrotune api` is not built yet (issue: API server)\n"),
+        stderr.ends_with("`ferrotune eval` is not built yet (issue: benchmark evaluation)\n"),
         "{stderr}"
     );
     assert!(
