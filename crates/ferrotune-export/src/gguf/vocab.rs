@@ -197,43 +197,21 @@ fn from_tokenizer_json(
             supported: "supported from HF folders: byte-level BPE tokenizers (gpt2, smollm, qwen2, llama-bpe pre-tokenizers) and sentencepiece-style BPE with byte fallback; a model read from a GGUF keeps its own tokenizer".into(),
         });
     };
-    let mut tokens: Vec<Option<(String, i32)>> = vec![None; vocab_size];
-    let mut place = |id: u64, text: &str, ty: i32| -> Result<()> {
-        let slot = tokens.get_mut(id as usize).ok_or_else(|| {
-            err(format!(
-                "token {text:?} has id {id}, outside the model's {vocab_size} embedding rows; hint: resizing the vocabulary (`resize_vocab`) is not built yet"
-            ))
-        })?;
-        *slot = Some((text.to_string(), ty));
-        Ok(())
-    };
-    let vocab = model["vocab"]
-        .as_object()
-        .ok_or_else(|| err("model.vocab is not an object".into()))?;
-    for (text, id) in vocab {
-        let id = id
-            .as_u64()
-            .ok_or_else(|| err(format!("model.vocab[{text:?}] is not an id")))?;
-        place(id, text, NORMAL)?;
-    }
-    for added in json["added_tokens"].as_array().into_iter().flatten() {
-        let (Some(id), Some(text)) = (added["id"].as_u64(), added["content"].as_str()) else {
-            return Err(err(format!("malformed added token {added}")));
-        };
-        let ty = if added["special"].as_bool() == Some(true) {
-            CONTROL
-        } else {
-            USER_DEFINED
-        };
-        place(id, text, ty)?;
-    }
+    let tokens = token_table(
+        &json,
+        vocab_size,
+        &err,
+        |_| NORMAL,
+        |text, special| {
+            (
+                text.to_string(),
+                if special { CONTROL } else { USER_DEFINED },
+            )
+        },
+    )?;
     let (texts, types): (Vec<GgufValue>, Vec<GgufValue>) = tokens
         .into_iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let (text, ty) = t.unwrap_or_else(|| (format!("[PAD{i}]"), UNUSED));
-            (GgufValue::String(text), GgufValue::I32(ty))
-        })
+        .map(|(text, ty)| (GgufValue::String(text), GgufValue::I32(ty)))
         .unzip();
     let merges = merge_pairs(model)
         .map_err(err)?
@@ -250,4 +228,51 @@ fn from_tokenizer_json(
         ("tokenizer.ggml.token_type".into(), GgufValue::Array(types)),
         ("tokenizer.ggml.merges".into(), GgufValue::Array(merges)),
     ])
+}
+
+/// One GGUF token per embedding row of a tokenizer.json: each `model.vocab` entry at its id,
+/// typed by `vocab_type(text)`, then each added token as `added(content, special)` gives its
+/// text and type; rows no token names become `[PAD<id>]` of type UNUSED, as llama.cpp's
+/// converter fills them. Returns `vocab_size` (text, token type) pairs.
+///
+/// Errors (through `err`): a token id at or beyond `vocab_size`, a `model.vocab` that is not
+/// an object or holds a non-integer id, a malformed added token.
+pub(super) fn token_table(
+    json: &Value,
+    vocab_size: usize,
+    err: &dyn Fn(String) -> ExportError,
+    vocab_type: impl Fn(&str) -> i32,
+    added: impl Fn(&str, bool) -> (String, i32),
+) -> Result<Vec<(String, i32)>> {
+    let mut tokens: Vec<Option<(String, i32)>> = vec![None; vocab_size];
+    let mut place = |id: u64, text: String, ty: i32| -> Result<()> {
+        let slot = tokens.get_mut(id as usize).ok_or_else(|| {
+            err(format!(
+                "token {text:?} has id {id}, outside the model's {vocab_size} embedding rows; hint: resizing the vocabulary (`resize_vocab`) is not built yet"
+            ))
+        })?;
+        *slot = Some((text, ty));
+        Ok(())
+    };
+    let vocab = json["model"]["vocab"]
+        .as_object()
+        .ok_or_else(|| err("model.vocab is not an object".into()))?;
+    for (text, id) in vocab {
+        let id = id
+            .as_u64()
+            .ok_or_else(|| err(format!("model.vocab[{text:?}] is not an id")))?;
+        place(id, text.clone(), vocab_type(text))?;
+    }
+    for token in json["added_tokens"].as_array().into_iter().flatten() {
+        let (Some(id), Some(content)) = (token["id"].as_u64(), token["content"].as_str()) else {
+            return Err(err(format!("malformed added token {token}")));
+        };
+        let (text, ty) = added(content, token["special"].as_bool() == Some(true));
+        place(id, text, ty)?;
+    }
+    Ok(tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| t.unwrap_or_else(|| (format!("[PAD{i}]"), UNUSED)))
+        .collect())
 }

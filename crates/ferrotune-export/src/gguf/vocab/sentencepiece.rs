@@ -40,7 +40,7 @@ use ferrotune_hub::gguf::GgufValue;
 use ferrotune_hub::tokenizer::TokenizerBundle;
 use serde_json::Value;
 
-use super::{merge_pairs, CONTROL, NORMAL, UNUSED, USER_DEFINED};
+use super::{merge_pairs, token_table, CONTROL, NORMAL, UNUSED, USER_DEFINED};
 use crate::error::{ExportError, Result};
 
 /// GGUF token type of the unknown token (`gguf-py` `TokenType.UNKNOWN`).
@@ -196,42 +196,21 @@ pub(super) fn metadata(
     })?;
     let model = &json["model"];
     let unk = model["unk_token"].as_str().or(tok.unk_token.as_deref());
-    let mut tokens: Vec<Option<(String, i32)>> = vec![None; vocab_size];
-    let mut place = |id: u64, text: String, ty: i32| -> Result<()> {
-        let slot = tokens.get_mut(id as usize).ok_or_else(|| {
-            err(format!(
-                "token {text:?} has id {id}, outside the model's {vocab_size} embedding rows; hint: resizing the vocabulary (`resize_vocab`) is not built yet"
-            ))
-        })?;
-        *slot = Some((text, ty));
-        Ok(())
-    };
-    let vocab = model["vocab"]
-        .as_object()
-        .ok_or_else(|| err("model.vocab is not an object".into()))?;
-    for (text, id) in vocab {
-        let id = id
-            .as_u64()
-            .ok_or_else(|| err(format!("model.vocab[{text:?}] is not an id")))?;
-        place(id, text.clone(), token_type(text, unk))?;
-    }
-    for added in json["added_tokens"].as_array().into_iter().flatten() {
-        let (Some(id), Some(text)) = (added["id"].as_u64(), added["content"].as_str()) else {
-            return Err(err(format!("malformed added token {added}")));
-        };
-        if unk == Some(text) {
-            place(id, text.to_string(), UNKNOWN)?;
-        } else if added["special"] == true {
-            place(id, text.to_string(), CONTROL)?;
-        } else {
-            place(id, text.replace(SPIECE_UNDERLINE, " "), USER_DEFINED)?;
-        }
-    }
-    let tokens: Vec<(String, i32)> = tokens
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| t.unwrap_or_else(|| (format!("[PAD{i}]"), UNUSED)))
-        .collect();
+    let tokens = token_table(
+        json,
+        vocab_size,
+        &err,
+        |text| token_type(text, unk),
+        |content, special| {
+            if unk == Some(content) {
+                (content.to_string(), UNKNOWN)
+            } else if special {
+                (content.to_string(), CONTROL)
+            } else {
+                (content.replace(SPIECE_UNDERLINE, " "), USER_DEFINED)
+            }
+        },
+    )?;
     let merges = merge_pairs(model).map_err(err)?;
     let scores = scores(&tokens, &merges);
     let eot = tokens.iter().position(|(t, _)| t == "<end_of_turn>");
