@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch_model.sh
+bash scripts/install_gemm.sh
 cargo build -p ferrotune --bins
 model=models/SmolLM2-135M-Instruct.Q4_1.gguf
 question="${1:-What is the boiling point of water?}"

@@ -188,6 +188,17 @@ pub fn chunked_causal_lm_loss(
     // head (nor to the hidden states), and no graph is kept for the chunk's logits.
     let hidden = hidden.detach().to_dtype(DType::F32)?.reshape((b * t, c))?;
     let head = head.detach().to_dtype(DType::F32)?;
+    // Mixed precision: the head's products read bf16/fp16-rounded operands (the head once).
+    let precision = crate::kernels::precision::matmul_precision();
+    let head = match precision {
+        crate::kernels::precision::MatmulPrecision::F32 => head,
+        p => {
+            let rounded = crate::kernels::with_slice(&head, |w| {
+                crate::kernels::precision::round_operand(w, p).into_owned()
+            })?;
+            Tensor::from_vec(rounded, (v, c), dev)?
+        }
+    };
     let mut sum = 0f64;
     let mut grad_rows = Vec::new();
     let mut grad_head: Option<Tensor> = None;
@@ -196,7 +207,13 @@ pub fn chunked_causal_lm_loss(
         let index: Vec<u32> = chunk.iter().map(|&(p, _)| p).collect();
         let index = Tensor::from_vec(index, n, dev)?;
         let h = hidden.index_select(&index, 0)?; // [n, C]
-        let mut z = h.matmul(&head.t()?)?.flatten_all()?.to_vec1::<f32>()?; // [n·V]
+                                                 // [n·V]; through the fused kernels' GEMM (oneDNN when loaded; mixed precision).
+        let mut z = crate::kernels::with_slice(&h, |hs| {
+            crate::kernels::with_slice(&head, |ws| {
+                let hs = crate::kernels::precision::round_operand(hs, precision);
+                crate::kernels::matmul_nt(&hs, ws, n, v, c)
+            })
+        })???;
         let coef = grad.map(|g| g.scale as f32);
         let nll: Vec<f64> = z
             .par_chunks_mut(v)
@@ -205,8 +222,12 @@ pub fn chunked_causal_lm_loss(
             .collect();
         sum += nll.iter().sum::<f64>();
         let Some(g) = grad else { continue };
+        let dh_rows = crate::kernels::with_slice(&head, |ws| {
+            let dz = crate::kernels::precision::round_operand(&z, precision);
+            crate::kernels::matmul_nn(&dz, ws, n, v, c)
+        })??;
+        grad_rows.push((index, Tensor::from_vec(dh_rows, (n, c), dev)?)); // [n, C]
         let dz = Tensor::from_vec(z, (n, v), dev)?;
-        grad_rows.push((index, dz.matmul(&head)?)); // [n, C]
         if g.head {
             let dh = dz.t()?.matmul(&h)?; // [V, C]
             grad_head = Some(match grad_head {
@@ -245,7 +266,7 @@ fn softmax_row(z: &mut [f32], target: usize, coef: Option<f32>) -> f64 {
     let picked = z.get(target).copied().unwrap_or(f32::NAN) - m;
     let mut s = 0f64;
     for x in z.iter_mut() {
-        *x = (*x - m).exp();
+        *x = crate::kernels::exp::exp_f32(*x - m);
         s += f64::from(*x);
     }
     if let Some(coef) = coef {

@@ -205,7 +205,7 @@ impl AttentionOp {
                 let corr = (mx[r] - m_new).exp();
                 let mut sum = 0f32;
                 for x in srow.iter_mut() {
-                    *x = (*x - m_new).exp();
+                    *x = super::exp::exp_f32(*x - m_new);
                     sum += *x;
                 }
                 l[r] = l[r] * corr + sum;
@@ -295,7 +295,7 @@ impl AttentionOp {
                 for r in 0..m {
                     let li = lse[i0 + r];
                     for x in &mut p[r * BK..r * BK + nk] {
-                        *x = (*x - li).exp();
+                        *x = super::exp::exp_f32(*x - li);
                     }
                 }
                 let p_t = Mat {

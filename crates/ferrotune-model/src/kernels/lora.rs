@@ -16,6 +16,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
 
+use super::precision::{matmul_precision, round_operand};
 use super::{cpu_slice, eligible, gemm, with_slice, Mat};
 use crate::error::Result;
 
@@ -163,8 +164,16 @@ impl CustomOp3 for LoraOp {
             candle_core::bail!("fused-lora-linear: weight must be on the CPU");
         };
         let w = cpu_slice(w_cpu, w_layout)?;
+        // Mixed precision: every product reads bf16/fp16-rounded operands (no-op in f32).
+        let p = matmul_precision();
+        let (x, a, b, w) = (
+            round_operand(x, p),
+            round_operand(a, p),
+            round_operand(b, p),
+            round_operand(w, p),
+        );
         let mut y = vec![0f32; n * out];
-        let xm = Mat::rows(x, inp);
+        let xm = Mat::rows(&x, inp);
         gemm(
             n,
             out,
@@ -173,7 +182,7 @@ impl CustomOp3 for LoraOp {
             out,
             false,
             xm,
-            Mat::rows_t(w, inp),
+            Mat::rows_t(&w, inp),
             1.0,
             true,
         )?;
@@ -186,7 +195,7 @@ impl CustomOp3 for LoraOp {
             r,
             false,
             xm,
-            Mat::rows_t(a, inp),
+            Mat::rows_t(&a, inp),
             1.0,
             true,
         )?;
@@ -197,8 +206,8 @@ impl CustomOp3 for LoraOp {
             &mut y,
             out,
             true,
-            Mat::rows(&u, r),
-            Mat::rows_t(b, r),
+            Mat::rows(&round_operand(&u, p), r),
+            Mat::rows_t(&b, r),
             self.scaling,
             true,
         )?;
@@ -224,8 +233,16 @@ impl CustomOp3 for LoraOp {
                 with_slice(b, |bs| {
                     with_slice(grad, |g| {
                         with_slice(&self.weight, |w| -> candle_core::Result<_> {
-                            let gm = Mat::rows(g, out);
-                            let xm = Mat::rows(xs, inp);
+                            let p = matmul_precision();
+                            let (g, xs, as_, bs, w) = (
+                                round_operand(g, p),
+                                round_operand(xs, p),
+                                round_operand(as_, p),
+                                round_operand(bs, p),
+                                round_operand(w, p),
+                            );
+                            let gm = Mat::rows(&g, out);
+                            let xm = Mat::rows(&xs, inp);
                             let mut gb = vec![0f32; n * r];
                             gemm(
                                 n,
@@ -235,10 +252,11 @@ impl CustomOp3 for LoraOp {
                                 r,
                                 false,
                                 gm,
-                                Mat::rows(bs, r),
+                                Mat::rows(&bs, r),
                                 1.0,
                                 true,
                             )?;
+                            let gb = round_operand(&gb, p).into_owned();
                             let dx = if want_x {
                                 let mut dx = vec![0f32; n * inp];
                                 gemm(
@@ -249,7 +267,7 @@ impl CustomOp3 for LoraOp {
                                     inp,
                                     false,
                                     gm,
-                                    Mat::rows(w, inp),
+                                    Mat::rows(&w, inp),
                                     1.0,
                                     true,
                                 )?;
@@ -261,7 +279,7 @@ impl CustomOp3 for LoraOp {
                                     inp,
                                     true,
                                     Mat::rows(&gb, r),
-                                    Mat::rows(as_, inp),
+                                    Mat::rows(&as_, inp),
                                     s,
                                     true,
                                 )?;
@@ -297,7 +315,7 @@ impl CustomOp3 for LoraOp {
                                     r,
                                     false,
                                     xm,
-                                    Mat::rows_t(as_, inp),
+                                    Mat::rows_t(&as_, inp),
                                     1.0,
                                     true,
                                 )?;
@@ -309,8 +327,8 @@ impl CustomOp3 for LoraOp {
                                     &mut db,
                                     r,
                                     false,
-                                    Mat::rows_t(g, out),
-                                    Mat::rows(&u, r),
+                                    Mat::rows_t(&g, out),
+                                    Mat::rows(&round_operand(&u, p), r),
                                     s,
                                     true,
                                 )?;
@@ -390,6 +408,55 @@ mod tests {
             panic!("missing gradient of A")
         };
         assert!(rel_err(p, q) < 1e-5);
+        Ok(())
+    }
+
+    /// bf16 mixed precision: the forward equals `x̂·Ŵᵀ + s·round(x̂·Âᵀ)·B̂ᵀ` with every operand
+    /// rounded to bf16 (hats) and f32 accumulation, within 1e-6 relative (summation order);
+    /// the gradients stay within bf16's 2^-8 relative rounding of the f32 ones (bound 2e-2)
+    /// and differ from them (the rounding is applied).
+    #[test]
+    fn bf16_products_round_every_operand() -> Result<()> {
+        use crate::kernels::precision::{round_bf16, with_matmul_precision, MatmulPrecision};
+        let (n, inp, out, r) = (37, 48, 40, 4);
+        let x = Var::from_tensor(&test_tensor(&[n, inp], 21))?;
+        let w = test_tensor(&[out, inp], 22);
+        let a = Var::from_tensor(&test_tensor(&[r, inp], 23))?;
+        let b = Var::from_tensor(&test_tensor(&[out, r], 24))?;
+        let g = test_tensor(&[n, out], 25);
+        let s = 2.0;
+        let (xt, at, bt) = (x.as_tensor(), a.as_tensor(), b.as_tensor());
+        let round = |t: &Tensor| -> candle_core::Result<Tensor> {
+            let v: Vec<f32> = t
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .into_iter()
+                .map(round_bf16)
+                .collect();
+            Tensor::from_vec(v, t.dims(), t.device())
+        };
+        let (xr, wr, ar, br) = (round(xt)?, round(&w)?, round(at)?, round(bt)?);
+        let u = round(&xr.matmul(&ar.t()?)?)?;
+        let y_ref = (xr.matmul(&wr.t()?)? + (u.matmul(&br.t()?)? * s)?)?;
+        let y = with_matmul_precision(MatmulPrecision::Bf16, || {
+            with_fused(true, || lora_linear(xt, &w, at, bt, s))
+        })?
+        .ok_or_else(|| candle_core::Error::Msg("not eligible".into()))?;
+        let e = rel_err(&y, &y_ref);
+        assert!(e < 1e-6, "bf16 y differs from the rounded reference by {e}");
+        // Backward reads the setting when it runs, so it runs under bf16 too.
+        let st = with_matmul_precision(MatmulPrecision::Bf16, || (&y * &g)?.sum_all()?.backward())?;
+        let y32 = with_fused(true, || lora_linear(xt, &w, at, bt, s))?
+            .ok_or_else(|| candle_core::Error::Msg("not eligible".into()))?;
+        let s32 = (&y32 * &g)?.sum_all()?.backward()?;
+        assert!(rel_err(&y, &y32) > 1e-5, "bf16 forward equals f32's");
+        for (name, t) in [("x", xt), ("A", at), ("B", bt)] {
+            let (Some(p), Some(q)) = (st.get(t), s32.get(t)) else {
+                panic!("missing gradient of {name}")
+            };
+            let e = rel_err(p, q);
+            assert!(e < 2e-2 && e > 1e-5, "bf16 d{name} vs f32: {e}");
+        }
         Ok(())
     }
 }

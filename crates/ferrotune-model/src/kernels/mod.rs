@@ -55,7 +55,10 @@ pub fn set_fused(on: bool) {
 }
 
 pub mod attention;
+pub mod blas;
+pub mod exp;
 pub mod lora;
+pub mod precision;
 pub mod rmsnorm;
 pub mod rope;
 pub mod swiglu;
@@ -130,8 +133,10 @@ impl<'a> Mat<'a> {
 }
 
 /// `dst = (accumulate ? dst : 0) + beta · lhs · rhs` with `lhs` `m × k`, `rhs` `k × n`, `dst`
-/// `m × n` row-major with row stride `dst_rs`, by the `gemm` crate (the kernels candle's CPU
-/// matmul uses), on the rayon pool when `threads` (else on the calling thread).
+/// `m × n` row-major with row stride `dst_rs`. With `threads`, by oneDNN when it is loaded
+/// ([`blas::library`]) and the strides are BLAS-shaped, else by the `gemm` crate (the kernels
+/// candle's CPU matmul uses) on the rayon pool; without `threads` (products inside a parallel
+/// loop), by the `gemm` crate on the calling thread.
 ///
 /// Errors: a matrix that does not fit in its slice.
 #[allow(clippy::too_many_arguments)]
@@ -161,6 +166,28 @@ pub(crate) fn gemm(
             }
         }
         return Ok(());
+    }
+    if threads {
+        if let Some(lib) = blas::library() {
+            // SAFETY: the matrices lie inside their slices (checked above) and `dst` is a
+            // unique borrow.
+            let done = unsafe {
+                lib.sgemm(
+                    m,
+                    n,
+                    k,
+                    dst.as_mut_ptr(),
+                    dst_rs,
+                    accumulate,
+                    (lhs.data.as_ptr(), lhs.rs, lhs.cs),
+                    (rhs.data.as_ptr(), rhs.rs, rhs.cs),
+                    beta,
+                )
+            };
+            if done {
+                return Ok(());
+            }
+        }
     }
     let parallelism = if threads {
         gemm::Parallelism::Rayon(candle_core::utils::get_num_threads())
@@ -193,6 +220,62 @@ pub(crate) fn gemm(
         );
     }
     Ok(())
+}
+
+/// `x·Wᵀ` with `x` `[rows, k]` and `w` `[out, k]`, both row-major f32, → `[rows, out]`
+/// row-major, by [`gemm`] on every thread (oneDNN when loaded, else the gemm crate). The
+/// operands are used as given: mixed-precision callers round them first
+/// ([`precision::round_operand`]).
+///
+/// Errors: slices shorter than their shapes.
+pub fn matmul_nt(
+    x: &[f32],
+    w: &[f32],
+    rows: usize,
+    out: usize,
+    k: usize,
+) -> candle_core::Result<Vec<f32>> {
+    let mut y = vec![0f32; rows * out];
+    gemm(
+        rows,
+        out,
+        k,
+        &mut y,
+        out,
+        false,
+        Mat::rows(x, k),
+        Mat::rows_t(w, k),
+        1.0,
+        true,
+    )?;
+    Ok(y)
+}
+
+/// `g·W` with `g` `[rows, out]` and `w` `[out, k]`, both row-major f32, → `[rows, k]` row-major
+/// (the input gradient of `x·Wᵀ`), by [`gemm`] on every thread.
+///
+/// Errors: slices shorter than their shapes.
+pub fn matmul_nn(
+    g: &[f32],
+    w: &[f32],
+    rows: usize,
+    out: usize,
+    k: usize,
+) -> candle_core::Result<Vec<f32>> {
+    let mut dx = vec![0f32; rows * k];
+    gemm(
+        rows,
+        k,
+        out,
+        &mut dx,
+        k,
+        false,
+        Mat::rows(g, out),
+        Mat::rows(w, k),
+        1.0,
+        true,
+    )?;
+    Ok(dx)
 }
 
 /// A deterministic pseudo-random tensor in [-1, 1) for the kernel tests.

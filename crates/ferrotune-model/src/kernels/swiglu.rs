@@ -27,7 +27,7 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
 
 /// `x · σ(x)` computed as candle's `silu` does: `x / (1 + exp(−x))`.
 fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    x / (1.0 + super::exp::exp_f32(-x))
 }
 
 struct SwiGlu;
@@ -80,7 +80,7 @@ impl CustomOp2 for SwiGlu {
                         .for_each(|(((dg, du), gs), (us, ds))| {
                             for i in 0..dg.len() {
                                 let (x, u, d) = (gs[i], us[i], ds[i]);
-                                let s = 1.0 / (1.0 + (-x).exp());
+                                let s = 1.0 / (1.0 + super::exp::exp_f32(-x));
                                 du[i] = d * silu(x);
                                 dg[i] = d * u * s * (1.0 + x * (1.0 - s));
                             }

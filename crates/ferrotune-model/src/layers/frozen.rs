@@ -11,6 +11,7 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor};
 
 use crate::error::Result;
+use crate::kernels::precision::round_operand;
 use crate::layers::gemv::{gemv_f32, GEMV_MAX_ROWS};
 
 /// `x` `[rows, in]` · `w`ᵀ with `w` `[out, in]` → `[rows, out]`.
@@ -71,8 +72,9 @@ fn small_product_without_grad(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> 
     Ok(Some(Tensor::from_vec(y, (rows, out), x.device())?))
 }
 
-/// The custom op: forward `y = x·Wᵀ` with the `gemm` crate (the kernels candle itself uses),
-/// backward `dx = dy·W`; `W` is captured, not an operand, so no gradient is made for it.
+/// The custom op: forward `y = x·Wᵀ` and backward `dx = dy·W` by
+/// [`crate::kernels::matmul_nt`]/[`crate::kernels::matmul_nn`] (oneDNN when loaded, else the
+/// gemm crate); `W` is captured, not an operand, so no gradient is made for it.
 struct FrozenMatmulWt {
     /// `[out, in]` f32, contiguous, on the CPU.
     weight: Tensor,
@@ -105,36 +107,9 @@ impl CustomOp1 for FrozenMatmulWt {
             candle_core::bail!("frozen-matmul-wt: weight must be contiguous");
         };
         let w = &w_cpu.as_slice::<f32>()?[w_start..w_end];
-        let mut y = vec![0f32; rows * out];
-        if rows > 0 && out > 0 && k > 0 {
-            // dst [rows, out] row-major; lhs x [rows, k] row-major; rhs Wᵀ [k, out] read from
-            // W [out, in] row-major: element (kk, j) sits at j·k + kk.
-            // SAFETY: the three slices hold rows·out, rows·k and out·k f32s (checked shapes
-            // above), the strides stay inside them, and `y` does not alias the inputs.
-            unsafe {
-                gemm::gemm(
-                    rows,
-                    out,
-                    k,
-                    y.as_mut_ptr(),
-                    1,
-                    out as isize,
-                    false,
-                    x.as_ptr(),
-                    1,
-                    k as isize,
-                    w.as_ptr(),
-                    k as isize,
-                    1,
-                    0f32,
-                    1f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::Rayon(candle_core::utils::get_num_threads()),
-                );
-            }
-        }
+        let p = crate::kernels::precision::matmul_precision();
+        let (x, w) = (round_operand(x, p), round_operand(w, p));
+        let y = crate::kernels::matmul_nt(&x, &w, rows, out, k)?;
         Ok((CpuStorage::F32(y), Shape::from((rows, out))))
     }
 
@@ -145,7 +120,15 @@ impl CustomOp1 for FrozenMatmulWt {
         grad_y: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
         // dy [rows, out] · W [out, in] = dx [rows, in].
-        Ok(Some(grad_y.matmul(&self.weight)?))
+        let (rows, out) = grad_y.dims2()?;
+        let (_, k) = self.weight.dims2()?;
+        let dx = crate::kernels::with_slice(grad_y, |g| {
+            crate::kernels::with_slice(&self.weight, |w| {
+                let p = crate::kernels::precision::matmul_precision();
+                crate::kernels::matmul_nn(&round_operand(g, p), &round_operand(w, p), rows, out, k)
+            })
+        })???;
+        Ok(Some(Tensor::from_vec(dx, (rows, k), grad_y.device())?))
     }
 }
 

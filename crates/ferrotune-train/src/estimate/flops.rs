@@ -76,18 +76,35 @@ pub fn estimate_flops(d: &ModelDims, plan: &TuningPlan, shape: RunShape) -> Flop
 }
 
 /// The f32 matmul rate of this machine in GFLOP/s: the best of `repeats` products of two
-/// `[n, n]` random matrices with candle on `device` (2·n³ FLOPs each), after one warm-up.
+/// `[n, n]` matrices (2·n³ FLOPs each), after one warm-up. On the CPU they run where
+/// training's large products run ([`ferrotune_model::kernels::matmul_nt`]: oneDNN when it
+/// loads, else the gemm crate); on other devices through candle.
 ///
 /// Errors: [`TrainError::Candle`].
 pub fn measure_matmul_gflops(device: &Device, n: usize, repeats: usize) -> Result<f64, TrainError> {
     let a = Tensor::randn(0f32, 1.0, (n, n), device)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), device)?;
-    a.matmul(&b)?;
+    let (av, bv) = if device.is_cpu() {
+        (
+            a.flatten_all()?.to_vec1::<f32>()?,
+            b.flatten_all()?.to_vec1::<f32>()?,
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let product = || -> Result<(), TrainError> {
+        if device.is_cpu() {
+            std::hint::black_box(ferrotune_model::kernels::matmul_nt(&av, &bv, n, n, n)?);
+        } else {
+            a.matmul(&b)?.device().synchronize()?;
+        }
+        Ok(())
+    };
+    product()?;
     let mut best = f64::INFINITY;
     for _ in 0..repeats.max(1) {
         let start = std::time::Instant::now();
-        let c = a.matmul(&b)?;
-        c.device().synchronize()?;
+        product()?;
         best = best.min(start.elapsed().as_secs_f64());
     }
     Ok(2.0 * (n as f64).powi(3) / best.max(1e-9) / 1e9)

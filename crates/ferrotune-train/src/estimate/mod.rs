@@ -7,7 +7,9 @@
 //! V vocabulary, L decoder layers, P parameters, r `lora_rank`. All tensors are f32
 //! (4 bytes): ferrotune dequantizes every GGUF tensor and converts bf16/f16 safetensors to
 //! f32 when it loads a model for training ([`ferrotune_model::load_gguf`],
-//! [`ferrotune_model::load_hf_dir`]).
+//! [`ferrotune_model::load_hf_dir`]). `bf16`/`fp16` mixed precision keeps that: it adds only
+//! the rounded copies of one product's operands at a time (a few MiB for the demo model,
+//! inside [`ALLOCATOR_SLACK_BYTES`]).
 //!
 //! [`plan_from_config`] reads a [`Config`] into a [`PlannedRun`] (dims, plan, run shape,
 //! kernels); [`estimate_memory`] and [`estimate_flops`] take its parts. Every item is
