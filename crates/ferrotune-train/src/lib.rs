@@ -48,6 +48,7 @@ pub mod error;
 pub mod estimate;
 pub mod eval;
 pub mod logging;
+pub mod loss_scale;
 pub mod metrics;
 pub mod optim;
 pub mod outputs;

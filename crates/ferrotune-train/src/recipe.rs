@@ -16,6 +16,7 @@ use ferrotune_config::Config;
 use ferrotune_data::pipeline::{prepare_dataset, prepare_tokenizer_and_template, PrepareOptions};
 use ferrotune_infer::chat::{load_from_config, LoadFor, LoadedModel};
 use ferrotune_model::adapters::set_training;
+use ferrotune_model::kernels::precision::{set_matmul_precision, MatmulPrecision};
 use ferrotune_model::CausalLM;
 use tracing::{info, warn};
 
@@ -23,6 +24,7 @@ use crate::collate::examples_of;
 use crate::error::TrainError;
 use crate::eval::{evaluate, save_eval_metrics, EvalStats};
 use crate::logging::HistoryEntry;
+use crate::loss_scale::LossScaler;
 use crate::outputs::{
     peak_memory_mb, save_metrics, save_tokenizer, save_trainer_state, TrainMetrics,
     TrainerStateSummary,
@@ -65,16 +67,19 @@ pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
             ft.stage
         )));
     }
-    // Mixed precision is accepted (nearly every LLaMA-Factory example sets `bf16: true`) but
-    // not built: the run computes in f32, which the mixed-precision run approximates.
-    for (key, on) in [
-        ("bf16", ta.bf16),
-        ("fp16", ta.fp16),
-        ("pure_bf16", ft.pure_bf16),
-    ] {
-        if on {
-            warn!("`{key}: true`: half-precision compute is not built yet, this run computes in f32 (same loss up to rounding, f32 memory and speed)");
-        }
+    // 1b. Mixed precision: the operands of the large products are rounded to bf16/fp16 and
+    // accumulate in f32; trainable weights, gradients, optimizer states and the loss stay
+    // f32 (see ferrotune_model::kernels::precision). fp16 adds dynamic loss scaling.
+    let precision = mixed_precision(cfg);
+    set_matmul_precision(precision);
+    if ft.pure_bf16 {
+        warn!("`pure_bf16: true`: the products compute in bf16 as with `bf16: true`, but the trainable weights and AdamW states stay in f32 (4 more bytes per trainable parameter than pure bf16)");
+    }
+    if precision != MatmulPrecision::F32 {
+        info!(
+            "mixed precision: matmul operands in {precision:?}, f32 accumulation; GEMM: {}",
+            ferrotune_model::kernels::blas::describe()
+        );
     }
     let output_dir = PathBuf::from(&ta.output_dir);
     let resume_from = if ta.do_train {
@@ -172,7 +177,8 @@ pub fn run(cfg: &Config, device: &Device) -> Result<RunSummary, TrainError> {
     let checkpointing = !cfg.model.disable_gradient_checkpointing || ta.gradient_checkpointing;
     let mut trainer = Trainer::new(model, params, ta, options, device)?
         .with_eval(eval_examples)
-        .with_gradient_checkpointing(checkpointing);
+        .with_gradient_checkpointing(checkpointing)
+        .with_loss_scaling((precision == MatmulPrecision::F16).then(LossScaler::default));
     let summary = trainer.train_on(&examples)?;
 
     // 6. Outputs.
@@ -395,4 +401,17 @@ fn predict_if_asked(
 
 fn round3(x: f64) -> f64 {
     (x * 1e3).round() / 1e3
+}
+
+/// The precision of the large products for `cfg`, as LLaMA-Factory picks its compute dtype:
+/// `bf16` or `pure_bf16` → bf16, `fp16` → fp16, else f32 (LLaMA-Factory's
+/// `infer_optim_dtype` falls back to f32 on a CPU when neither is set).
+pub fn mixed_precision(cfg: &Config) -> MatmulPrecision {
+    if cfg.training.bf16 || cfg.finetuning.pure_bf16 {
+        MatmulPrecision::Bf16
+    } else if cfg.training.fp16 {
+        MatmulPrecision::F16
+    } else {
+        MatmulPrecision::F32
+    }
 }

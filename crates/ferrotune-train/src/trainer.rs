@@ -26,6 +26,7 @@ use crate::checkpoint::{
 use crate::collate::{collate, Batch, Example};
 use crate::error::TrainError;
 use crate::logging::{HistoryEntry, TrainLogger};
+use crate::loss_scale::LossScaler;
 use crate::optim::{AdamW, Gradients, TrainableParam};
 use crate::recompute::{checkpointed_backward, full_graph_backward, GradAccumulator};
 use crate::schedule::Schedule;
@@ -107,6 +108,8 @@ pub struct Trainer {
     pub(crate) eval_examples: Vec<Example>,
     /// Gradient checkpointing per decoder layer (see [`crate::recompute`]).
     pub(crate) gradient_checkpointing: bool,
+    /// Dynamic loss scaling (`fp16: true`), see [`crate::loss_scale`].
+    pub(crate) loss_scaler: Option<LossScaler>,
 }
 
 /// `value` of a `*_steps` key: below 1 a fraction of `total` (rounded up), else the count.
@@ -145,6 +148,7 @@ impl Trainer {
             device: device.clone(),
             eval_examples: Vec::new(),
             gradient_checkpointing: true,
+            loss_scaler: None,
         })
     }
 
@@ -157,6 +161,12 @@ impl Trainer {
     /// gradients up to f32 rounding.
     pub fn with_gradient_checkpointing(mut self, on: bool) -> Self {
         self.gradient_checkpointing = on;
+        self
+    }
+
+    /// Dynamic loss scaling for fp16 mixed precision (`Some`), or none (`None`, the default).
+    pub fn with_loss_scaling(mut self, scaler: Option<LossScaler>) -> Self {
+        self.loss_scaler = scaler;
         self
     }
 
@@ -195,7 +205,8 @@ impl Trainer {
             .collect();
         let mut acc = GradAccumulator::new(names);
         let mut loss = 0.0;
-        let scale = 1.0 / total as f64;
+        let loss_scale = self.loss_scaler.as_ref().map_or(1.0, LossScaler::scale);
+        let scale = loss_scale / total as f64;
         for (micro, batch) in window.iter().enumerate() {
             // LoRA dropout masks: a pure function of (seed, step, micro-batch); checkpointing
             // recomputes each layer with the same masks.
@@ -207,7 +218,27 @@ impl Trainer {
                 full_graph_backward(&self.model, batch, scale, &mut acc)?
             };
         }
+        let loss = loss / loss_scale;
         let grads = acc.into_grads();
+        let mut grads = Gradients::from_named(&self.optimizer, grads)?;
+        grads.unscale(loss_scale as f32);
+        if let Some(scaler) = &mut self.loss_scaler {
+            // fp16: an overflow skips the update and halves the scale (torch's GradScaler).
+            let norm = grads.total_norm()?;
+            if !scaler.update(loss.is_finite() && norm.is_finite()) {
+                tracing::warn!(
+                    "step {step}: fp16 loss or gradients overflowed, update skipped; loss scale now {}",
+                    scaler.scale()
+                );
+                return Ok(StepStats {
+                    loss,
+                    grad_norm: norm,
+                    n_target_tokens: total,
+                    n_tokens: window.iter().map(|b| b.n_tokens).sum(),
+                    n_rows: window.iter().map(|b| b.n_rows).sum(),
+                });
+            }
+        }
         if !loss.is_finite() {
             return Err(TrainError::NonFinite {
                 what: "loss",
@@ -215,7 +246,6 @@ impl Trainer {
                 step,
             });
         }
-        let mut grads = Gradients::from_named(&self.optimizer, grads)?;
         let grad_norm = if self.args.max_grad_norm > 0.0 {
             grads.clip_norm(self.args.max_grad_norm)?
         } else {

@@ -226,9 +226,12 @@ arg_group! {
         disable_gradient_checkpointing: bool = false,
         /// Use reentrant gradient checkpointing. Default: true.
         use_reentrant_gc: bool = true,
-        /// Keep layernorm weights in f32. Default: false.
+        /// Keep layernorm weights in f32. Default: false. ferrotune always does: norm weights
+        /// and their compute are f32 at every precision (`bf16`/`fp16` round only the
+        /// operands of matmuls).
         upcast_layernorm: bool = false,
-        /// Compute the `lm_head` output in f32. Default: false.
+        /// Compute the `lm_head` output in f32. Default: false. ferrotune always does: the
+        /// logits accumulate in f32 and the loss is computed in f32 at every precision.
         upcast_lmhead_output: bool = false,
         /// Initialize the model weights randomly instead of loading them. Default: false.
         train_from_scratch: bool = false,

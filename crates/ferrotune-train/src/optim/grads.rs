@@ -71,6 +71,12 @@ impl Gradients {
         self.scale
     }
 
+    /// Divides the gradients by `loss_scale` (the fp16 loss scale they were computed with):
+    /// folded into the coefficient, as clipping is, so no tensor is rewritten.
+    pub fn unscale(&mut self, loss_scale: f32) {
+        self.scale /= loss_scale;
+    }
+
     /// L2 norm over all gradients (as if concatenated), scale included, accumulated in f64.
     ///
     /// # Errors
