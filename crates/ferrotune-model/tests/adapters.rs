@@ -93,8 +93,12 @@ fn init_a_within_kaiming_bound_and_b_zero_leaves_logits_unchanged() {
             assert_eq!(max, 0.0, "{name}: B must start at zero");
         }
     }
+    // B = 0 adds an exact zero; the base product itself may run on another GEMM library in
+    // the fused LoRA op (oneDNN, when installed) than in the plain forward (the gemm crate),
+    // so equal up to f32 summation order.
     let after = model.forward(&ids, None).unwrap();
-    assert_eq!(max_abs_diff(&before, &after), 0.0);
+    let diff = max_abs_diff(&before, &after);
+    assert!(diff < 1e-5, "B = 0 changed the logits by {diff}");
 }
 
 #[test]
