@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Optional speed-up: installs oneDNN (Debian's libdnnl2), the GEMM library ferrotune opens at
-# run time for the large f32 products of training (about 1.2x the built-in gemm crate on
-# 2,048-row products; `cargo run -p ferrotune-model --example bench_gemm` measures it).
+# run time for the large f32 products of training (0.97-1.23x the built-in gemm crate on the
+# demo model's 2,048-row products; `cargo run -p ferrotune-model --example bench_gemm`).
 # Without it ferrotune uses the gemm crate, with the same results up to f32 rounding.
 # Never fails its caller: it only tries, and says what it found.
 set -u

@@ -1,10 +1,10 @@
 //! An optional, run-time loaded GEMM library for the large f32 products of training.
 //!
-//! The `gemm` crate (candle's CPU matmul) reaches about 200–215 GFLOP/s on this project's
-//! 2-core AVX-512 machines for the training shapes (2,048 rows × 576–49,152 columns × 576–1,536
-//! inner); oneDNN's `dnnl_sgemm` reaches 230–290 GFLOP/s on the same shapes, as fast as the
-//! MKL that torch uses (measured side by side in one session; see `tools/bench_gemm.py`). So
-//! when oneDNN is installed (Debian's `libdnnl2`/`libdnnl3`, or any `libdnnl.so` on the
+//! On this project's 2-core AVX-512 machines, for the demo model's training shapes (2,048 rows
+//! × 576–49,152 columns × 576–1,536 inner), the `gemm` crate (candle's CPU matmul) ran
+//! 196–237 GFLOP/s and oneDNN's `dnnl_sgemm` 204–286, 0.97–1.23× (`cargo run -p
+//! ferrotune-model --example bench_gemm`, which alternates the two in one run; torch's f32
+//! matmul, `tools/bench_bf16_gemm.py`, ran 207–302 in the same session). So when oneDNN is installed (Debian's `libdnnl2`/`libdnnl3`, or any `libdnnl.so` on the
 //! loader path) the threaded products of the fused kernels go through it, and otherwise
 //! through the `gemm` crate, with results equal up to f32 summation order.
 //!

@@ -8,9 +8,10 @@
 //! the half-precision product with f32 accumulation, up to summation order.
 //!
 //! The products then run on the f32 GEMM. A native bf16 GEMM is faster only on CPUs with AMX:
-//! on this project's AVX-512-BF16 machines (AMX not exposed) oneDNN's `avx512_core_bf16`
-//! matmul and MKL's `cblas_gemm_bf16bf16f32` both measured 0.55× their own f32 GEMM
-//! (2,048 × 576–49,152 × 576–2,048, 2 threads), as does torch's bf16 matmul.
+//! on this project's AVX-512-BF16 machines (AMX not exposed) torch's bf16 matmul runs
+//! 0.52–0.66× its f32 matmul on the training shapes (`tools/bench_bf16_gemm.py`, 2 threads),
+//! and one-off C probes of oneDNN 2.6's `avx512_core_bf16` matmul and MKL 2026.2's
+//! `cblas_gemm_bf16bf16f32` gave about 0.55× theirs.
 //!
 //! Rounding: bf16 by round-to-nearest-even on the f32 bit pattern (NaN kept NaN); fp16 by
 //! `half::f16` (round-to-nearest-even, overflow to ±inf beyond 65,504, which is what the fp16
