@@ -227,8 +227,8 @@ pub fn chunked_causal_lm_loss(
             crate::kernels::matmul_nn(&dz, ws, n, v, c)
         })??;
         grad_rows.push((index, Tensor::from_vec(dh_rows, (n, c), dev)?)); // [n, C]
-        let dz = Tensor::from_vec(z, (n, v), dev)?;
         if g.head {
+            let dz = Tensor::from_vec(z, (n, v), dev)?;
             let dh = dz.t()?.matmul(&h)?; // [V, C]
             grad_head = Some(match grad_head {
                 Some(acc) => (acc + dh)?,

@@ -108,6 +108,32 @@ fn add_named(
     Ok(())
 }
 
+/// `scale · sum` of the causal-LM loss of the final hidden states `normed` `[B, T, C]`
+/// through the model's head by [`chunked_causal_lm_loss`] (on `normed` detached, `rows`
+/// scored positions per chunk); the head's gradient is added to `acc` when it trains.
+/// Returns the loss and its gradient with respect to `normed`.
+///
+/// Errors: loss and tensor errors.
+fn head_loss(
+    model: &CausalLM,
+    normed: &Tensor,
+    labels: &Tensor,
+    scale: f64,
+    rows: usize,
+    acc: &mut GradAccumulator,
+) -> Result<(f64, Option<Tensor>), TrainError> {
+    let head = model.lm_head.as_ref().unwrap_or(&model.embed_tokens);
+    let request = LossGradRequest {
+        scale,
+        head: head.track_op(),
+    };
+    let out = chunked_causal_lm_loss(&normed.detach(), head, labels, Some(request), rows)?;
+    if let Some(g) = &out.grad_head {
+        acc.add_for(head, g)?;
+    }
+    Ok((out.sum * scale, out.grad_hidden))
+}
+
 /// One micro-batch without checkpointing: forward with the whole graph, `scale · sum` of the
 /// causal-LM loss by [`chunked_causal_lm_loss`] (its gradient with respect to the final
 /// hidden states, and to the head when it trains, in closed form), then one backward through
@@ -123,18 +149,9 @@ pub fn full_graph_backward(
     acc: &mut GradAccumulator,
 ) -> Result<f64, TrainError> {
     let normed = model.forward_hidden(&batch.input_ids, Some(&batch.attention_mask))?;
-    let head = model.lm_head.as_ref().unwrap_or(&model.embed_tokens);
     let rows = loss_chunk_rows(model.config.vocab_size);
-    let request = LossGradRequest {
-        scale,
-        head: head.track_op(),
-    };
-    let out = chunked_causal_lm_loss(&normed.detach(), head, &batch.labels, Some(request), rows)?;
-    let loss = out.sum * scale;
-    if let Some(g) = &out.grad_head {
-        acc.add_for(head, g)?;
-    }
-    if let (Some(grad_normed), true) = (out.grad_hidden, normed.track_op()) {
+    let (loss, grad_normed) = head_loss(model, &normed, &batch.labels, scale, rows, acc)?;
+    if let (Some(grad_normed), true) = (grad_normed, normed.track_op()) {
         let store = upstream_backward(&normed, &grad_normed)?;
         acc.add_store(&store)?;
     }
@@ -213,18 +230,9 @@ pub fn checkpointed_backward(
     let h = leaf(&x, below)?;
     drop(x);
     let normed = model.norm.forward(&h)?;
-    let head = model.lm_head.as_ref().unwrap_or(&model.embed_tokens);
     let rows = chunk_rows.unwrap_or_else(|| loss_chunk_rows(model.config.vocab_size));
-    let request = LossGradRequest {
-        scale,
-        head: head.track_op(),
-    };
-    let out = chunked_causal_lm_loss(&normed.detach(), head, &batch.labels, Some(request), rows)?;
-    let loss = out.sum * scale;
-    if let Some(g) = &out.grad_head {
-        acc.add_for(head, g)?;
-    }
-    let Some(grad_normed) = out.grad_hidden else {
+    let (loss, grad_normed) = head_loss(model, &normed, &batch.labels, scale, rows, acc)?;
+    let Some(grad_normed) = grad_normed else {
         return Ok(loss);
     };
     if !normed.track_op() {

@@ -222,17 +222,17 @@ impl Trainer {
         let grads = acc.into_grads();
         let mut grads = Gradients::from_named(&self.optimizer, grads)?;
         grads.unscale(loss_scale as f32);
+        let grad_norm = grads.total_norm()?;
         if let Some(scaler) = &mut self.loss_scaler {
             // fp16: an overflow skips the update and halves the scale (torch's GradScaler).
-            let norm = grads.total_norm()?;
-            if !scaler.update(loss.is_finite() && norm.is_finite()) {
+            if !scaler.update(loss.is_finite() && grad_norm.is_finite()) {
                 tracing::warn!(
                     "step {step}: fp16 loss or gradients overflowed, update skipped; loss scale now {}",
                     scaler.scale()
                 );
                 return Ok(StepStats {
                     loss,
-                    grad_norm: norm,
+                    grad_norm,
                     n_target_tokens: total,
                     n_tokens: window.iter().map(|b| b.n_tokens).sum(),
                     n_rows: window.iter().map(|b| b.n_rows).sum(),
@@ -246,11 +246,9 @@ impl Trainer {
                 step,
             });
         }
-        let grad_norm = if self.args.max_grad_norm > 0.0 {
-            grads.clip_norm(self.args.max_grad_norm)?
-        } else {
-            grads.total_norm()?
-        };
+        if self.args.max_grad_norm > 0.0 {
+            grads.clip_to(grad_norm, self.args.max_grad_norm);
+        }
         if !grad_norm.is_finite() {
             return Err(TrainError::NonFinite {
                 what: "grad norm",

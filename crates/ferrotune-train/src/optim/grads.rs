@@ -106,12 +106,18 @@ impl Gradients {
     /// As [`Gradients::total_norm`].
     pub fn clip_norm(&mut self, max_norm: f64) -> Result<f64, OptimError> {
         let norm = self.total_norm()?;
+        self.clip_to(norm, max_norm);
+        Ok(norm)
+    }
+
+    /// [`Gradients::clip_norm`] with the norm already computed by
+    /// [`Gradients::total_norm`] (the fp16 loss scaler checks it first).
+    pub fn clip_to(&mut self, norm: f64, max_norm: f64) {
         // torch: `max_norm / (total_norm + 1e-6)` on an f32 tensor is
         // `(total_norm + 1e-6).reciprocal() * max_norm` (`Tensor.__rtruediv__`).
         let coef = (1.0 / (norm as f32 + 1e-6)) * max_norm as f32;
         let clamped = if coef > 1.0 { 1.0 } else { coef };
         self.scale *= clamped;
-        Ok(norm)
     }
 
     /// Checks that these gradients were built for `optimizer`'s parameters.
