@@ -259,24 +259,26 @@ pub fn chunked_causal_lm_loss(
     })
 }
 
-/// One row of logits `z` `[V]` scored against `target`: returns `ln Σ exp(z − m) − (z_target
-/// − m)` and, with `coef`, overwrites `z` with `coef · (softmax(z) − onehot(target))`.
-fn softmax_row(z: &mut [f32], target: usize, coef: Option<f32>) -> f64 {
-    let m = z.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x));
-    let picked = z.get(target).copied().unwrap_or(f32::NAN) - m;
-    let mut s = 0f64;
-    for x in z.iter_mut() {
-        *x = crate::kernels::exp::exp_f32(*x - m);
-        s += f64::from(*x);
-    }
-    if let Some(coef) = coef {
-        let k = (f64::from(coef) / s) as f32;
+crate::kernels::simd::multiversion! {
+    /// One row of logits `z` `[V]` scored against `target`: returns `ln Σ exp(z − m) − (z_target
+    /// − m)` (`m` the row max; the sum in f64) and, with `coef`, overwrites `z` with
+    /// `coef · (softmax(z) − onehot(target))`.
+    fn softmax_row(z: &mut [f32], target: usize, coef: Option<f32>) -> f64 {
+        let m = crate::kernels::simd::lane_max(z);
+        let picked = z.get(target).copied().unwrap_or(f32::NAN) - m;
         for x in z.iter_mut() {
-            *x *= k;
+            *x = crate::kernels::exp::exp_f32(*x - m);
         }
-        if let Some(x) = z.get_mut(target) {
-            *x -= coef;
+        let s = crate::kernels::simd::lane_sum_f64(z);
+        if let Some(coef) = coef {
+            let k = (f64::from(coef) / s) as f32;
+            for x in z.iter_mut() {
+                *x *= k;
+            }
+            if let Some(x) = z.get_mut(target) {
+                *x -= coef;
+            }
         }
+        s.ln() - f64::from(picked)
     }
-    s.ln() - f64::from(picked)
 }

@@ -30,6 +30,8 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
+use super::exp::exp_f32;
+use super::simd::{lane_max, lane_sum, multiversion};
 use super::{cpu_slice, eligible, gemm, with_slice, Mat};
 use crate::error::Result;
 
@@ -120,17 +122,18 @@ impl Dims {
         ((row * self.t + pos) * heads + head) * self.d
     }
 
-    /// The mask row of query `i` of batch row `row`.
-    fn mask_row<'a>(&self, mask: &'a [f32], row: usize, i: usize) -> &'a [f32] {
+    /// The mask from query `i`, key `j` of batch row `row` on: row `r` below query `i` starts
+    /// at `r·T`.
+    fn mask_from<'a>(&self, mask: &'a [f32], row: usize, i: usize, j: usize) -> &'a [f32] {
         let plane = if self.mask_per_row { row } else { 0 };
-        let start = (plane * self.t + i) * self.t;
-        &mask[start..start + self.t]
+        &mask[(plane * self.t + i) * self.t + j..]
     }
 }
 
 /// Scores of a query block against a key tile into `s` (`[m, BK]`, row stride `BK`):
-/// `scale·Q·Kᵀ + mask`, keys after the query set to −∞. Returns nothing; `visible[r]` is the
-/// count of keys of the tile that query `r` may see.
+/// `scale·Q·Kᵀ + mask`, keys after the query set to −∞.
+///
+/// Errors: from [`gemm`] (a block that does not fit its slice).
 #[allow(clippy::too_many_arguments)]
 fn tile_scores(
     dims: &Dims,
@@ -155,17 +158,79 @@ fn tile_scores(
         cs: kv * d,
     };
     gemm(m, nk, d, s, BK, false, q_blk, k_t, scale, false)?;
-    for r in 0..m {
-        let i = i0 + r;
-        let visible = (i + 1).saturating_sub(j0).min(nk);
-        let mrow = &dims.mask_row(mask, row, i)[j0..j0 + nk];
-        let srow = &mut s[r * BK..r * BK + nk];
-        for (x, mv) in srow[..visible].iter_mut().zip(mrow) {
-            *x += mv;
-        }
-        srow[visible..].fill(f32::NEG_INFINITY);
-    }
+    let mask = dims.mask_from(mask, row, i0, j0);
+    mask_tile(s, mask, dims.t, (i0, j0), m, nk);
     Ok(())
+}
+
+multiversion! {
+    /// Adds the mask to the first `nk` columns of the `m` rows of a score tile `s` `[m, BK]`
+    /// and sets each row's keys after its query to −∞ (the tile's first query is `i0`, its
+    /// first key `j0`). `mask` starts at the tile's first (query, key) with row stride `t`.
+    fn mask_tile(s: &mut [f32], mask: &[f32], t: usize, first: (usize, usize), m: usize, nk: usize) {
+        let (i0, j0) = first;
+        for r in 0..m {
+            let visible = (i0 + r + 1).saturating_sub(j0).min(nk);
+            let srow = &mut s[r * BK..r * BK + nk];
+            for (x, mv) in srow[..visible].iter_mut().zip(&mask[r * t..r * t + visible]) {
+                *x += mv;
+            }
+            srow[visible..].fill(f32::NEG_INFINITY);
+        }
+    }
+}
+
+multiversion! {
+    /// The online-softmax step of one score tile `s` `[m, BK]` (first `nk` columns; `m` =
+    /// `mx.len()`): each row becomes `exp(s − m_new)` with `m_new` the new running max
+    /// `mx` `[m]`; the running sum `l` `[m]` and the output rows `o` `[m, d]` are rescaled
+    /// by `exp(m_old − m_new)` (Milakov & Gimelshein 2018, Algorithm 3).
+    fn softmax_tile(s: &mut [f32], nk: usize, mx: &mut [f32], l: &mut [f32], o: &mut [f32], d: usize) {
+        for r in 0..mx.len() {
+            let srow = &mut s[r * BK..r * BK + nk];
+            let m_new = mx[r].max(lane_max(srow));
+            if m_new == f32::NEG_INFINITY {
+                srow.fill(0.0);
+                continue;
+            }
+            let corr = (mx[r] - m_new).exp();
+            for x in srow.iter_mut() {
+                *x = exp_f32(*x - m_new);
+            }
+            l[r] = l[r] * corr + lane_sum(srow);
+            mx[r] = m_new;
+            if corr != 1.0 {
+                for x in &mut o[r * d..(r + 1) * d] {
+                    *x *= corr;
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// The probabilities of a recomputed score tile, in place: `p[r, j] = exp(p[r, j] −
+    /// lse[r])` over the first `nk` columns of `p` `[m, BK]` (`m` = `lse.len()`).
+    fn probs_tile(p: &mut [f32], nk: usize, lse: &[f32]) {
+        for (r, li) in lse.iter().enumerate() {
+            for x in &mut p[r * BK..r * BK + nk] {
+                *x = exp_f32(*x - li);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `dS = P ⊙ (dP − δ)` in place of `dp` `[m, BK]` (first `nk` columns; `m` =
+    /// `delta.len()`), `δ[r] = rowsum(dO ⊙ O)` of query `r`.
+    fn ds_tile(dp: &mut [f32], p: &[f32], nk: usize, delta: &[f32]) {
+        for (r, di) in delta.iter().enumerate() {
+            let (pr, dpr) = (&p[r * BK..r * BK + nk], &mut dp[r * BK..r * BK + nk]);
+            for (x, pv) in dpr.iter_mut().zip(pr) {
+                *x = pv * (*x - di);
+            }
+        }
+    }
 }
 
 impl AttentionOp {
@@ -194,28 +259,7 @@ impl AttentionOp {
             let nk = BK.min(i1 - j0);
             let ids = (row, head, kvh);
             tile_scores(dims, q, k, mask, self.scale, ids, (i0, m), (j0, nk), &mut s)?;
-            for r in 0..m {
-                let srow = &mut s[r * BK..r * BK + nk];
-                let tile_max = srow.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x));
-                let m_new = mx[r].max(tile_max);
-                if m_new == f32::NEG_INFINITY {
-                    srow.fill(0.0);
-                    continue;
-                }
-                let corr = (mx[r] - m_new).exp();
-                let mut sum = 0f32;
-                for x in srow.iter_mut() {
-                    *x = super::exp::exp_f32(*x - m_new);
-                    sum += *x;
-                }
-                l[r] = l[r] * corr + sum;
-                mx[r] = m_new;
-                if corr != 1.0 {
-                    for x in &mut o[r * d..(r + 1) * d] {
-                        *x *= corr;
-                    }
-                }
-            }
+            softmax_tile(&mut s, nk, &mut mx, &mut l, &mut o, d);
             let v_tile = Mat {
                 data: &v[dims.at(row, j0, kvh, kv)..],
                 rs: kv * d,
@@ -292,12 +336,7 @@ impl AttentionOp {
                 let nk = BK.min(i1 - j0);
                 let ids = (row, head, kvh);
                 tile_scores(dims, q, k, mask, self.scale, ids, (i0, m), (j0, nk), &mut p)?;
-                for r in 0..m {
-                    let li = lse[i0 + r];
-                    for x in &mut p[r * BK..r * BK + nk] {
-                        *x = super::exp::exp_f32(*x - li);
-                    }
-                }
+                probs_tile(&mut p, nk, &lse[i0..i1]);
                 let p_t = Mat {
                     data: &p,
                     rs: 1,
@@ -310,13 +349,7 @@ impl AttentionOp {
                     cs: kv * d,
                 };
                 gemm(m, nk, d, &mut dp, BK, false, g_blk, v_t, 1.0, false)?;
-                for r in 0..m {
-                    let di = delta[i0 + r];
-                    let (pr, dpr) = (&p[r * BK..r * BK + nk], &mut dp[r * BK..r * BK + nk]);
-                    for (x, pv) in dpr.iter_mut().zip(pr) {
-                        *x = pv * (*x - di);
-                    }
-                }
+                ds_tile(&mut dp, &p, nk, &delta[i0..i1]);
                 let k_tile = Mat {
                     data: &k[dims.at(row, j0, kvh, kv)..],
                     rs: kv * d,

@@ -61,6 +61,7 @@ pub mod lora;
 pub mod precision;
 pub mod rmsnorm;
 pub mod rope;
+pub mod simd;
 pub mod swiglu;
 
 use candle_core::{CpuStorage, DType, Layout, Storage, Tensor};

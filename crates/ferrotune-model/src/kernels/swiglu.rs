@@ -8,6 +8,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::simd::multiversion;
 use super::{cpu_slice, eligible, with_slice};
 use crate::error::Result;
 
@@ -26,8 +27,30 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
 }
 
 /// `x · σ(x)` computed as candle's `silu` does: `x / (1 + exp(−x))`.
+#[inline(always)]
 fn silu(x: f32) -> f32 {
     x / (1.0 + super::exp::exp_f32(-x))
+}
+
+multiversion! {
+    /// `h = silu(g) · u` elementwise over one chunk (equal lengths).
+    fn forward_chunk(h: &mut [f32], g: &[f32], u: &[f32]) {
+        for ((h, g), u) in h.iter_mut().zip(g).zip(u) {
+            *h = silu(*g) * u;
+        }
+    }
+}
+
+multiversion! {
+    /// The gradients of one chunk from the output gradient `d`: `du = d · silu(g)`, `dg = d ·
+    /// u · σ(g) · (1 + g · (1 − σ(g)))` (the derivative of `g · σ(g)`).
+    fn backward_chunk(dg: &mut [f32], du: &mut [f32], g: &[f32], u: &[f32], d: &[f32]) {
+        for ((dg, du), ((x, u), d)) in dg.iter_mut().zip(du.iter_mut()).zip(g.iter().zip(u).zip(d)) {
+            let s = 1.0 / (1.0 + super::exp::exp_f32(-x));
+            *du = d * silu(*x);
+            *dg = d * u * s * (1.0 + x * (1.0 - s));
+        }
+    }
 }
 
 struct SwiGlu;
@@ -52,11 +75,7 @@ impl CustomOp2 for SwiGlu {
         let mut h = vec![0f32; g.len()];
         h.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
-            .for_each(|(h, (g, u))| {
-                for ((h, g), u) in h.iter_mut().zip(g).zip(u) {
-                    *h = silu(*g) * u;
-                }
-            });
+            .for_each(|(h, (g, u))| forward_chunk(h, g, u));
         Ok((CpuStorage::F32(h), l1.shape().clone()))
     }
 
@@ -77,14 +96,7 @@ impl CustomOp2 for SwiGlu {
                         .zip(du.par_chunks_mut(CHUNK))
                         .zip(gs.par_chunks(CHUNK))
                         .zip(us.par_chunks(CHUNK).zip(ds.par_chunks(CHUNK)))
-                        .for_each(|(((dg, du), gs), (us, ds))| {
-                            for i in 0..dg.len() {
-                                let (x, u, d) = (gs[i], us[i], ds[i]);
-                                let s = 1.0 / (1.0 + super::exp::exp_f32(-x));
-                                du[i] = d * silu(x);
-                                dg[i] = d * u * s * (1.0 + x * (1.0 - s));
-                            }
-                        });
+                        .for_each(|(((dg, du), gs), (us, ds))| backward_chunk(dg, du, gs, us, ds));
                     (dg, du)
                 })
             })
