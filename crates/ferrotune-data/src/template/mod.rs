@@ -137,7 +137,7 @@ impl Template {
         tools: Option<&str>,
         discard_history_cot: bool,
     ) -> Result<EncodedTurns, DataError> {
-        if messages.len() % 2 != 0 {
+        if !messages.len().is_multiple_of(2) {
             return Err(self.error(format!(
                 "a conversation to encode turn by turn needs an even number of messages, got {}",
                 messages.len()

@@ -28,7 +28,7 @@ pub fn is_supported(ty: GgmlType) -> bool {
 /// `None` for a type [`is_supported`] rejects or a length that is not a whole number of blocks.
 /// Floats convert with round-to-nearest-even (`half`), as numpy's `astype` and ggml do.
 pub fn encode(values: &[f32], ty: GgmlType) -> Option<Vec<u8>> {
-    let whole_blocks = values.len() % QK == 0;
+    let whole_blocks = values.len().is_multiple_of(QK);
     match ty {
         GgmlType::F32 => Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
         GgmlType::F16 => Some(

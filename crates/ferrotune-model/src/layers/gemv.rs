@@ -318,7 +318,7 @@ fn wait_for_generation(sh: &Shared, seen: u64) -> u64 {
             return g;
         }
         polls = polls.wrapping_add(1);
-        if polls % 64 == 0 {
+        if polls.is_multiple_of(64) {
             idle = since.elapsed();
         }
         if idle < HELPER_SPIN {

@@ -140,7 +140,7 @@ fn convert_messages(msgs: &[ChatMessage]) -> Result<(Option<String>, Vec<Message
         };
         out.push(Message::new(role, content));
     }
-    if rest.len() % 2 == 0 {
+    if rest.len().is_multiple_of(2) {
         return Err(ApiError::invalid(
             Some("messages".into()),
             "the conversation must end with a user or tool message",

@@ -92,7 +92,7 @@ impl QMatrix {
                 ))
             }
         };
-        if k % BLOCK != 0 {
+        if !k.is_multiple_of(BLOCK) {
             return Err(format!(
                 "{k} input features are not a multiple of the block size {BLOCK}"
             ));
