@@ -201,7 +201,7 @@ pub fn chunked_causal_lm_loss(
     };
     let mut sum = 0f64;
     let mut grad_rows = Vec::new();
-    let mut grad_head: Option<Tensor> = None;
+    let mut grad_head: Option<Vec<f32>> = None;
     for chunk in rows.chunks(chunk_rows) {
         let n = chunk.len();
         let index: Vec<u32> = chunk.iter().map(|&(p, _)| p).collect();
@@ -228,12 +228,23 @@ pub fn chunked_causal_lm_loss(
         })??;
         grad_rows.push((index, Tensor::from_vec(dh_rows, (n, c), dev)?)); // [n, C]
         if g.head {
-            let dz = Tensor::from_vec(z, (n, v), dev)?;
-            let dh = dz.t()?.matmul(&h)?; // [V, C]
-            grad_head = Some(match grad_head {
-                Some(acc) => (acc + dh)?,
-                None => dh,
-            });
+            // [V, C] += dzᵀ·h, by the kernels' GEMM (oneDNN when loaded), summed in place over
+            // the chunks: one [V, C] buffer per step, not one per chunk.
+            let acc = grad_head.get_or_insert_with(|| vec![0f32; v * c]);
+            crate::kernels::with_slice(&h, |hs| {
+                crate::kernels::gemm(
+                    v,
+                    c,
+                    n,
+                    acc,
+                    c,
+                    true,
+                    crate::kernels::Mat::rows_t(&z, v),
+                    crate::kernels::Mat::rows(hs, c),
+                    1.0,
+                    true,
+                )
+            })??;
         }
     }
     let (grad_hidden, grad_head) = match grad {
@@ -245,7 +256,7 @@ pub fn chunked_causal_lm_loss(
             }
             let head_grad = match (g.head, grad_head) {
                 (false, _) => None,
-                (true, Some(h)) => Some(h),
+                (true, Some(h)) => Some(Tensor::from_vec(h, (v, c), dev)?),
                 (true, None) => Some(Tensor::zeros((v, c), DType::F32, dev)?),
             };
             (Some(gh.reshape((b, t, c))?), head_grad)

@@ -279,6 +279,33 @@ pub fn matmul_nn(
     Ok(dx)
 }
 
+/// `gᵀ·x` with `g` `[rows, out]` and `x` `[rows, k]`, both row-major f32, → `[out, k]`
+/// row-major (the weight gradient of `x·Wᵀ`), by [`gemm`] on every thread.
+///
+/// Errors: slices shorter than their shapes.
+pub fn matmul_tn(
+    g: &[f32],
+    x: &[f32],
+    rows: usize,
+    out: usize,
+    k: usize,
+) -> candle_core::Result<Vec<f32>> {
+    let mut dw = vec![0f32; out * k];
+    gemm(
+        out,
+        k,
+        rows,
+        &mut dw,
+        k,
+        false,
+        Mat::rows_t(g, out),
+        Mat::rows(x, k),
+        1.0,
+        true,
+    )?;
+    Ok(dw)
+}
+
 /// A deterministic pseudo-random tensor in [-1, 1) for the kernel tests.
 #[cfg(test)]
 pub(crate) fn test_tensor(shape: &[usize], seed: u32) -> Tensor {

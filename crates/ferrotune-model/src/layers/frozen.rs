@@ -17,7 +17,8 @@ use crate::layers::gemv::{gemv_f32, GEMV_MAX_ROWS};
 /// `x` `[rows, in]` · `w`ᵀ with `w` `[out, in]` → `[rows, out]`.
 ///
 /// Uses the dx-only op when `w` is frozen (tracks no gradient), `x` needs gradients, and both
-/// are contiguous f32 on the CPU; [`crate::layers::gemv_f32`] when neither tracks a gradient
+/// are contiguous f32 on the CPU; the op of `layers/trained.rs` (both gradients by the
+/// kernels' GEMM) when `w` trains, both are f32 on the CPU and the fused kernels are on; [`crate::layers::gemv_f32`] when neither tracks a gradient
 /// and `x` has at most [`crate::layers::GEMV_MAX_ROWS`] rows (equal up to f32 summation order);
 /// otherwise candle's matmul, with the same result.
 pub fn matmul_wt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
@@ -33,11 +34,23 @@ pub fn matmul_wt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         && x.rank() == 2
         && w.rank() == 2;
     if eligible {
-        Ok(x.contiguous()?
-            .apply_op1(FrozenMatmulWt { weight: w.clone() })?)
-    } else {
-        Ok(x.matmul(&w.t()?)?)
+        return Ok(x
+            .contiguous()?
+            .apply_op1(FrozenMatmulWt { weight: w.clone() })?);
     }
+    let trained = w.track_op()
+        && crate::kernels::fused()
+        && x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && x.rank() == 2
+        && w.rank() == 2;
+    if trained {
+        return Ok(x
+            .contiguous()?
+            .apply_op2(&w.contiguous()?, super::trained::TrainedMatmulWt)?);
+    }
+    Ok(x.matmul(&w.t()?)?)
 }
 
 /// `x·Wᵀ` by [`crate::layers::gemv_f32`] when `x` `[rows ≤ GEMV_MAX_ROWS, in]` and `w`

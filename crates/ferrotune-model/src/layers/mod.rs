@@ -11,6 +11,7 @@ mod linear;
 mod mlp;
 mod norm;
 mod quantized;
+mod trained;
 
 pub use attention::{attention_bias, Attention, Qkv};
 pub use frozen::matmul_wt;
