@@ -67,7 +67,7 @@ fn main() -> ExitCode {
 /// kernel. Training frees and allocates the same activation-sized buffers (1–32 MiB) every
 /// layer; by default glibc serves the larger ones with fresh `mmap`s and trims the heap
 /// top, so each one costs page faults, zeroed pages and TLB shootdowns (a fifth of a step's
-/// time in `perf`). `M_MMAP_THRESHOLD` at its ceiling (32 MiB on 64-bit) keeps buffers up to
+/// time in `perf`). `M_MMAP_THRESHOLD` at its ceiling (32 MiB on 64-bit) keeps buffers below
 /// that size on the heap and `M_TRIM_THRESHOLD` at 2 GiB (`i32::MAX`) stops trimming: 123–128 against
 /// 108–109 tokens/s on the checkpointed LoRA benchmark (tools/bench_train.py shape, two
 /// one-binary runs each, load 1.1–1.4) with the same peak RSS. Allocations above 32 MiB
@@ -76,7 +76,7 @@ fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallopt only sets allocator parameters; called before any other thread
-        // exists. A rejected value leaves glibc's default (the return value says so).
+        // exists. A rejected value leaves glibc's default in place (nothing else changes).
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
             libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);

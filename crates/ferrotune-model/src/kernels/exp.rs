@@ -9,7 +9,8 @@
 //! 5.3e-9 relative), and `2^n` built in the exponent bits. Error: at most 2 ulp against
 //! f64 `exp` over [-87, 88] (tested); `exp(x) = 0` for x < -87.3 (results in f32's
 //! subnormal range are flushed; -inf gives 0, as masked scores need), `+inf` for x > 88.3 (a
-//! little early: f32 overflows at 88.72; the kernels call it on x ≤ 0 only), NaN for NaN.
+//! little early: f32 overflows at 88.72; the softmax loops call it on x ≤ 0, SwiGLU's `σ` on any
+//! x, where `1 / (1 + ∞) = 0` is the right limit), NaN for NaN.
 
 /// `e^x` in f32 (see the module docs for the method and error).
 #[inline(always)]

@@ -1,7 +1,8 @@
 //! Runtime choice of the vector instruction set for the kernels' elementwise loops.
 //!
 //! The workspace builds for baseline x86-64, so a loop the compiler vectorizes uses SSE2's
-//! 4 lanes and no FMA unit. `multiversion!` compiles a loop body three times (AVX-512F,
+//! 4 lanes. The wider levels help by width alone: Rust never turns `a * b + c` into an FMA on
+//! its own, so these loops emit none. `multiversion!` compiles a loop body three times (AVX-512F,
 //! AVX2, baseline) and calls the widest one the CPU reports (`is_x86_feature_detected!`),
 //! as numpy and oneDNN do, so one binary runs everywhere. `FERROTUNE_SIMD=portable|avx2|avx512`
 //! caps the choice (it never goes above what the CPU has); [`set_level`] does at run time.
@@ -46,10 +47,12 @@ fn from_u8(v: u8) -> SimdLevel {
 pub fn detected() -> SimdLevel {
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        // The AVX-512 variant is compiled with AVX2 and FMA enabled too: require all four.
+        if avx2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
             return SimdLevel::Avx512;
         }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        if avx2 {
             return SimdLevel::Avx2;
         }
     }
@@ -167,6 +170,10 @@ pub(crate) fn lane_max(xs: &[f32]) -> f32 {
     acc.iter().fold(tail, |a, &x| a.max(x))
 }
 
+/// Held by tests that set the process-wide level, so that two of them do not interleave.
+#[cfg(test)]
+pub(crate) static LEVEL_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,25 +188,45 @@ mod tests {
     }
 
     /// Every level this CPU has gives the same bits as the portable build (the claim in the
-    /// module docs), and the lane sum and max agree with plain ones within f32 rounding.
+    /// module docs), on ordinary values and on the clamp, ±∞ and NaN edges; and the lane sum
+    /// and max agree with plain ones within f32 rounding.
     #[test]
     fn levels_agree_bit_for_bit() {
+        let _guard = LEVEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if detected() == SimdLevel::Portable {
+            eprintln!("this CPU has neither AVX2 nor AVX-512: only the portable level runs");
+        }
+        let before = level();
         let base: Vec<f32> = (0..1_003)
             .map(|i| ((i * 37 % 101) as f32 - 70.0) * 0.37)
             .collect();
-        let run = |l| {
+        let mut edges = vec![-1e4, -100.0, -87.4, -87.3, 88.3, 88.4, 100.0, 0.0, -0.0];
+        edges.extend([
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MIN_POSITIVE,
+        ]);
+        let run = |l, xs: &[f32]| {
             set_level(l);
-            let mut xs = base.clone();
+            let mut xs = xs.to_vec();
             let s = exp_and_sum(&mut xs);
             (xs, s)
         };
-        let (xs0, s0) = run(SimdLevel::Portable);
+        let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        let (xs0, s0) = run(SimdLevel::Portable, &base);
+        let (es0, _) = run(SimdLevel::Portable, &edges);
         for l in [SimdLevel::Avx2, SimdLevel::Avx512] {
-            let (xs, s) = run(l);
+            let (xs, s) = run(l, &base);
             assert_eq!(s.to_bits(), s0.to_bits(), "{l:?}");
-            assert!(xs.iter().zip(&xs0).all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(same(&xs, &xs0), "{l:?}");
+            let (es, _) = run(l, &edges);
+            assert!(same(&es, &es0), "{l:?}: {es:?} vs {es0:?}");
         }
-        set_level(SimdLevel::Avx512);
+        set_level(before);
+        assert_eq!(&es0[..3], &[0.0, 0.0, 0.0]);
+        assert_eq!(es0[6], f32::INFINITY);
+        assert!(es0[11].is_nan());
         let plain: f64 = xs0.iter().map(|&x| f64::from(x)).sum();
         assert!(
             (f64::from(s0) - plain).abs() <= 1e-6 * plain,

@@ -136,4 +136,43 @@ mod tests {
         }
         Ok(())
     }
+
+    /// A real kernel gives the same bits on every level this CPU has (simd.rs's claim),
+    /// forward and both gradients.
+    #[test]
+    fn simd_levels_give_the_same_bits() -> Result<()> {
+        use crate::kernels::simd::{self, SimdLevel};
+        let _guard = simd::LEVEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let before = simd::level();
+        let run = |l| -> Result<Vec<Vec<f32>>> {
+            simd::set_level(l);
+            let gate = Var::from_tensor(&(test_tensor(&[2, 5, 300], 7) * 12.0)?)?;
+            let up = Var::from_tensor(&test_tensor(&[2, 5, 300], 8))?;
+            let y = crate::kernels::with_fused(true, || swiglu(gate.as_tensor(), up.as_tensor()))?
+                .ok_or_else(|| candle_core::Error::Msg("not eligible".into()))?;
+            let g = (&y * &test_tensor(&[2, 5, 300], 9))?
+                .sum_all()?
+                .backward()?;
+            let mut out = vec![y.flatten_all()?.to_vec1::<f32>()?];
+            for t in [gate.as_tensor(), up.as_tensor()] {
+                let d = g
+                    .get(t)
+                    .ok_or_else(|| candle_core::Error::Msg("no grad".into()))?;
+                out.push(d.flatten_all()?.to_vec1::<f32>()?);
+            }
+            Ok(out)
+        };
+        let reference = run(SimdLevel::Portable)?;
+        for l in [SimdLevel::Avx2, SimdLevel::Avx512] {
+            let got = run(l)?;
+            for (a, b) in got.iter().zip(&reference) {
+                assert!(
+                    a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{l:?}"
+                );
+            }
+        }
+        simd::set_level(before);
+        Ok(())
+    }
 }

@@ -1,4 +1,5 @@
-//! `x·Wᵀ` for a frozen weight with a backward that computes only `dx`.
+//! `x·Wᵀ` for the linear layers' products: a frozen weight gets an op whose backward computes
+//! only `dx` (this file); a trained one gets the op of `layers/trained.rs`.
 //!
 //! candle's generic matmul backward computes the gradient of both operands, so every
 //! frozen base weight (LoRA, or any weight that is not a `Var`) would get a full
@@ -18,9 +19,12 @@ use crate::layers::gemv::{gemv_f32, GEMV_MAX_ROWS};
 ///
 /// Uses the dx-only op when `w` is frozen (tracks no gradient), `x` needs gradients, and both
 /// are contiguous f32 on the CPU; the op of `layers/trained.rs` (both gradients by the
-/// kernels' GEMM) when `w` trains, both are f32 on the CPU and the fused kernels are on; [`crate::layers::gemv_f32`] when neither tracks a gradient
-/// and `x` has at most [`crate::layers::GEMV_MAX_ROWS`] rows (equal up to f32 summation order);
-/// otherwise candle's matmul, with the same result.
+/// kernels' GEMM) when `w` trains, both are f32 on the CPU and the fused kernels are on;
+/// [`crate::layers::gemv_f32`] when neither tracks a gradient and `x` has at most
+/// [`crate::layers::GEMV_MAX_ROWS`] rows (equal up to f32 summation order); otherwise
+/// candle's matmul. The two ops round their operands under mixed precision
+/// ([`crate::kernels::precision`]), as autocast does; candle's matmul (fused kernels off)
+/// does not.
 pub fn matmul_wt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     if let Some(y) = small_product_without_grad(x, w)? {
         return Ok(y);

@@ -4,7 +4,7 @@
 //! candle's matmul of `x` and `W.t()` runs on the gemm crate, and its backward forms the
 //! weight gradient as `xᵀ·dy` `[in, out]`, which the transpose node then hands on as a strided
 //! view that the gradient sum copies element by element. This op computes, from one saved `x`
-//! and the captured `W` operand:
+//! and the `W` operand:
 //!
 //! ```text
 //! y  = x·Wᵀ     [rows, out]
@@ -13,7 +13,9 @@
 //! ```
 //!
 //! all three by [`crate::kernels::gemm`]'s threaded path (oneDNN when loaded). With mixed
-//! precision every operand is rounded first, as autocast computes these products.
+//! precision every operand is rounded first, as autocast computes these products: full
+//! fine-tuning and `modules_to_save` in bf16/fp16 now compute as autocast does, where candle's
+//! matmul (the path before this op, and with the fused kernels off) rounds nothing.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
@@ -112,8 +114,8 @@ mod tests {
         Ok(())
     }
 
-    /// With bf16 products the forward equals the product of rounded operands (exact products,
-    /// f32 sums: within 1e-6), and differs from the f32 one.
+    /// With bf16 products the forward and both gradients equal the products of rounded
+    /// operands (exact products, f32 sums: within 1e-6), and the forward differs from f32's.
     #[test]
     fn bf16_rounds_both_operands() -> Result<()> {
         let w = Var::from_tensor(&test_tensor(&[16, 48], 5))?;
@@ -126,6 +128,21 @@ mod tests {
         assert!(rel_err(&y, &want) < 1e-6);
         let f32_y = x.as_tensor().matmul(&w.as_tensor().t()?)?;
         assert!(rel_err(&y, &f32_y) > 1e-5);
+        // Backward (the precision is read when it runs): dx = r(dy)·r(W), dW = r(dy)ᵀ·r(x).
+        let dy = test_tensor(&[33, 16], 7);
+        let g = with_matmul_precision(MatmulPrecision::Bf16, || (&y * &dy)?.sum_all()?.backward())?;
+        let want_dx = round(&dy)?.matmul(&round(w.as_tensor())?)?;
+        let want_dw = round(&dy)?.t()?.matmul(&round(x.as_tensor())?)?;
+        for (name, t, want) in [
+            ("dx", x.as_tensor(), want_dx),
+            ("dW", w.as_tensor(), want_dw),
+        ] {
+            let Some(got) = g.get(t) else {
+                panic!("{name} missing")
+            };
+            let e = rel_err(got, &want);
+            assert!(e < 1e-6, "{name} differs by {e}");
+        }
         Ok(())
     }
 }
