@@ -232,18 +232,7 @@ pub fn chunked_causal_lm_loss(
             // the chunks: one [V, C] buffer per step, not one per chunk.
             let acc = grad_head.get_or_insert_with(|| vec![0f32; v * c]);
             crate::kernels::with_slice(&h, |hs| {
-                crate::kernels::gemm(
-                    v,
-                    c,
-                    n,
-                    acc,
-                    c,
-                    true,
-                    crate::kernels::Mat::rows_t(&z, v),
-                    crate::kernels::Mat::rows(hs, c),
-                    1.0,
-                    true,
-                )
+                crate::kernels::matmul_tn_into(acc, true, &z, hs, (n, v, c))
             })??;
         }
     }
@@ -280,7 +269,7 @@ crate::kernels::simd::multiversion! {
         for x in z.iter_mut() {
             *x = crate::kernels::exp::exp_f32(*x - m);
         }
-        let s = crate::kernels::simd::lane_sum_f64(z);
+        let s = crate::kernels::simd::lane_sum::<f64>(z);
         if let Some(coef) = coef {
             let k = (f64::from(coef) / s) as f32;
             for x in z.iter_mut() {

@@ -68,10 +68,11 @@ fn main() -> ExitCode {
 /// layer; by default glibc serves the larger ones with fresh `mmap`s and trims the heap
 /// top, so each one costs page faults, zeroed pages and TLB shootdowns (a fifth of a step's
 /// time in `perf`). `M_MMAP_THRESHOLD` at its ceiling (32 MiB on 64-bit) keeps buffers below
-/// that size on the heap and `M_TRIM_THRESHOLD` at 2 GiB (`i32::MAX`) stops trimming: 123–128 against
-/// 108–109 tokens/s on the checkpointed LoRA benchmark (tools/bench_train.py shape, two
-/// one-binary runs each, load 1.1–1.4) with the same peak RSS. Allocations above 32 MiB
-/// (logits chunks, weights) still come from `mmap`. Elsewhere than glibc, nothing is changed.
+/// that size on the heap and `M_TRIM_THRESHOLD` at 2 GiB (`i32::MAX`) stops trimming. In
+/// one-off A/B runs of `ferrotune train` on tools/bench_train.py's lora_fp32_gc YAML (4 × 512,
+/// load 1.1–1.4; not a committed command) this gave 123–128 against 108–109 tokens/s with the
+/// same peak RSS. Allocations of 32 MiB and more (logits chunks, weights) still come from
+/// `mmap`. Elsewhere than glibc, nothing is changed.
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -197,7 +197,7 @@ multiversion! {
             for x in srow.iter_mut() {
                 *x = exp_f32(*x - m_new);
             }
-            l[r] = l[r] * corr + lane_sum(srow);
+            l[r] = l[r] * corr + lane_sum::<f32>(srow);
             mx[r] = m_new;
             if corr != 1.0 {
                 for x in &mut o[r * d..(r + 1) * d] {

@@ -4,9 +4,10 @@
 //! × 576–49,152 columns × 576–1,536 inner), the `gemm` crate (candle's CPU matmul) ran
 //! 196–237 GFLOP/s and oneDNN's `dnnl_sgemm` 204–286, 0.97–1.23× (`cargo run -p
 //! ferrotune-model --example bench_gemm`, which alternates the two in one run; torch's f32
-//! matmul, `tools/bench_bf16_gemm.py`, ran 207–302 in the same session). So when oneDNN is installed (Debian's `libdnnl2`/`libdnnl3`, or any `libdnnl.so` on the
-//! loader path) the threaded products of the fused kernels go through it, and otherwise
-//! through the `gemm` crate, with results equal up to f32 summation order.
+//! matmul, `tools/bench_bf16_gemm.py`, ran 207–302 in the same session). So when oneDNN is
+//! installed (Debian's `libdnnl2`/`libdnnl3`, or any `libdnnl.so` on the loader path) the
+//! threaded products of the fused kernels go through it, and otherwise through the `gemm`
+//! crate, with results equal up to f32 summation order.
 //!
 //! The library is opened with `dlopen` at the first product, never linked at build time, so
 //! the project builds and runs without it. Settings, read once:

@@ -291,19 +291,33 @@ pub fn matmul_tn(
     k: usize,
 ) -> candle_core::Result<Vec<f32>> {
     let mut dw = vec![0f32; out * k];
+    matmul_tn_into(&mut dw, false, g, x, (rows, out, k))?;
+    Ok(dw)
+}
+
+/// [`matmul_tn`] written into `dw` `[out, k]` (`dims` = `(rows, out, k)`), added to what it
+/// holds when `accumulate` (a weight gradient summed over chunks of rows).
+///
+/// Errors: slices shorter than their shapes.
+pub fn matmul_tn_into(
+    dw: &mut [f32],
+    accumulate: bool,
+    g: &[f32],
+    x: &[f32],
+    (rows, out, k): (usize, usize, usize),
+) -> candle_core::Result<()> {
     gemm(
         out,
         k,
         rows,
-        &mut dw,
+        dw,
         k,
-        false,
+        accumulate,
         Mat::rows_t(g, out),
         Mat::rows(x, k),
         1.0,
         true,
-    )?;
-    Ok(dw)
+    )
 }
 
 /// A deterministic pseudo-random tensor in [-1, 1) for the kernel tests.
