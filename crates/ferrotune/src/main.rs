@@ -51,9 +51,9 @@ fn main() -> ExitCode {
     if std::env::var_os("OMP_WAIT_POLICY").is_none() {
         std::env::set_var("OMP_WAIT_POLICY", "passive");
     }
-    keep_freed_memory();
     init_tracing();
     let cli = Cli::parse();
+    keep_freed_memory(matches!(cli.command, Command::Train(_)));
     match run(cli.command) {
         Ok(code) => code,
         Err(err) => {
@@ -71,9 +71,17 @@ fn main() -> ExitCode {
 /// that size on the heap and `M_TRIM_THRESHOLD` at 2 GiB (`i32::MAX`) stops trimming. In
 /// one-off A/B runs of `ferrotune train` on tools/bench_train.py's lora_fp32_gc YAML (4 × 512,
 /// load 1.1–1.4; not a committed command) this gave 123–128 against 108–109 tokens/s with the
-/// same peak RSS. Allocations of 32 MiB and more (logits chunks, weights) still come from
-/// `mmap`. Elsewhere than glibc, nothing is changed.
-fn keep_freed_memory() {
+/// same peak RSS.
+///
+/// For `train` (`whole_heap`), `M_MMAP_MAX` = 0 also puts allocations of 32 MiB and more on
+/// the heap: full fine-tuning allocates the `[V, C]` embedding gradient (113 MB for the demo
+/// model) and the AdamW updates every step, and clearing their fresh pages took about a tenth
+/// of a step (`clear_page_erms` in `perf`). One-off alternating runs of the full_fp32 YAML
+/// (4 × 512, not a committed command): 145–167 against 141–151 tokens/s, peak RSS 4.99
+/// against 5.03 GB; LoRA unchanged. Other commands keep `mmap` for large buffers, so that a
+/// long-lived server hands a freed model-sized buffer back. Elsewhere than glibc, nothing is
+/// changed.
+fn keep_freed_memory(whole_heap: bool) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallopt only sets allocator parameters; called before any other thread
@@ -81,8 +89,13 @@ fn keep_freed_memory() {
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
             libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+            if whole_heap {
+                libc::mallopt(libc::M_MMAP_MAX, 0);
+            }
         }
     }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = whole_heap;
 }
 
 /// The error and its causes joined by ": ", skipping a cause whose text the message before
