@@ -87,6 +87,9 @@ pub fn set_level(cap: SimdLevel) -> SimdLevel {
 /// Defines a function whose body is compiled for each [`SimdLevel`] and dispatched at run
 /// time on [`level`]. The body is an ordinary scalar loop (inlined, so the callees it uses,
 /// such as [`super::exp::exp_f32`], vectorize with it); arguments are plain `name: Type`.
+/// Exported for the other crates' elementwise kernels (the optimizer's) as
+/// `ferrotune_model::multiversion!`.
+#[macro_export]
 macro_rules! multiversion {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
@@ -115,7 +118,7 @@ macro_rules! multiversion {
         }
     };
 }
-pub(crate) use multiversion;
+pub(crate) use crate::multiversion;
 
 /// `Σ xs` in `T` (f32, or f64 with each f32 widened), summed in `LANES` interleaved partial
 /// sums, then the partial sums in order: the same result on every level. Inline it into a
