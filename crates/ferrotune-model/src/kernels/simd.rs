@@ -84,9 +84,11 @@ pub fn set_level(cap: SimdLevel) -> SimdLevel {
     l
 }
 
-/// Defines a function whose body is compiled for each [`SimdLevel`] and dispatched at run
-/// time on [`level`]. The body is an ordinary scalar loop (inlined, so the callees it uses,
-/// such as [`super::exp::exp_f32`], vectorize with it); arguments are plain `name: Type`.
+/// Defines a function whose body is compiled for each
+/// [`SimdLevel`](crate::kernels::simd::SimdLevel) and dispatched at run time on
+/// [`level`](crate::kernels::simd::level). The body is an ordinary scalar loop (inlined, so
+/// the callees it uses, such as the kernels' `exp_f32`, vectorize with it); arguments are
+/// plain `name: Type`.
 /// Exported for the other crates' elementwise kernels (the optimizer's) as
 /// `ferrotune_model::multiversion!`.
 #[macro_export]
