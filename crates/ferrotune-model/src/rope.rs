@@ -115,7 +115,7 @@ impl RopeTables {
     /// dimensions, where `rotate_half([x1, x2]) = [-x2, x1]`; the rest passes through.
     ///
     /// Without gradients (inference), f32 on the CPU, it runs as one pass over slices
-    /// ([`RopeTables::apply_rows`]) with the same products and sums, so the same values.
+    /// (`RopeTables::apply_rows`) with the same products and sums, so the same values.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         if let Some(y) = self.apply_rows(x)? {
             return Ok(y);

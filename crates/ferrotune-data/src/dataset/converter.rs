@@ -1,6 +1,6 @@
 //! Rows of any layout → one [`ConversationRecord`], exactly as LLaMA-Factory v0.9.5
 //! `data/converter.py` aligns them (`AlpacaDatasetConverter`, `SharegptDatasetConverter`,
-//! `OpenAIDatasetConverter`); the sharegpt and OpenAI rules live in [`super::sharegpt`].
+//! `OpenAIDatasetConverter`); the sharegpt and OpenAI rules live in `dataset::sharegpt`.
 //!
 //! Where LLaMA-Factory would raise (a `KeyError` for a missing column, a `TypeError` for a value
 //! of the wrong type) these functions return a [`DatasetError`] naming the dataset, the row and

@@ -7,7 +7,7 @@
 //!   user-defined (other added tokens), 5 unused (`[PAD<id>]` filling ids the tokenizer does
 //!   not use);
 //! - SentencePiece-style BPE with byte fallback (Llama 2, Mistral, Gemma, Phi-3) as its
-//!   `llama` vocabulary with scores: see [`sentencepiece`].
+//!   `llama` vocabulary with scores: see the `sentencepiece` module.
 
 mod sentencepiece;
 

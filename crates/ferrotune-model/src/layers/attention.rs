@@ -296,7 +296,7 @@ pub(crate) fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 }
 
 /// The additive attention mask `[B or 1, 1, T, T]` f32: 0 where query `i` may see key `j`,
-/// [`MASKED`] elsewhere. Key `j` is visible when `j ≤ i`, `i - j < window` when a sliding
+/// `MASKED` elsewhere. Key `j` is visible when `j ≤ i`, `i - j < window` when a sliding
 /// window is set, and, with an `attention_mask` `[B, T]` (u32 or any integer dtype):
 /// `attention_mask[j] != 0` (not padding) and `attention_mask[i] == attention_mask[j]`.
 ///

@@ -40,7 +40,7 @@ impl RmsNorm {
 
     /// `x` `[..., dim]` → same shape and dtype; the statistics are taken in f32.
     ///
-    /// Without gradients (inference; f32 on the CPU) it takes [`RmsNorm::forward_rows`]: the
+    /// Without gradients (inference; f32 on the CPU) it takes `RmsNorm::forward_rows`: the
     /// sums of squares as tensor ops, the rest in one pass over slices instead of seven more
     /// tensor ops, with the same values bit for bit.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
