@@ -23,28 +23,26 @@ import numpy as np
 import torch
 
 
-def rate(a: torch.Tensor, b: torch.Tensor, seconds: float) -> float:
-    a @ b.T
-    best = float("inf")
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t = time.perf_counter()
-        a @ b.T
-        best = min(best, time.perf_counter() - t)
-    m, k = a.shape
-    n = b.shape[0]
-    return 2.0 * m * n * k / best / 1e9
-
-
 def best_rate(flop: float, seconds: float, call) -> float:
+    """GFLOP/s of the fastest of at least 3 calls of `call` (more while `seconds` last), after
+    one untimed call that faults in the output."""
     call()
-    best = float("inf")
+    best, calls = float("inf"), 0
     end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
+    while calls < 3 or time.perf_counter() < end:
         t = time.perf_counter()
         call()
         best = min(best, time.perf_counter() - t)
+        calls += 1
     return flop / best / 1e9
+
+
+def rate(a: torch.Tensor, b: torch.Tensor, seconds: float) -> float:
+    """torch's `a @ bᵀ` into a preallocated output."""
+    m, k = a.shape
+    n = b.shape[0]
+    out = torch.empty(m, n, dtype=a.dtype)
+    return best_rate(2.0 * m * n * k, seconds, lambda: torch.matmul(a, b.T, out=out))
 
 
 def to_bf16_bits(x: np.ndarray) -> np.ndarray:
@@ -60,6 +58,7 @@ class Blas:
         self.name = name
         lib = ctypes.CDLL(path)
         p, f = ctypes.c_void_p, ctypes.c_float
+        self.version = "?"
         if name == "oneDNN":
             c, i = ctypes.c_char, ctypes.c_int64
             # Both are exported by libdnnl.so.2; the bf16 one is not in 2.6's public header,
@@ -67,11 +66,17 @@ class Blas:
             args = [c, c, i, i, i, f, p, i, p, i, f, p, i]
             self.s, self.b = lib.dnnl_sgemm, lib.dnnl_gemm_bf16bf16f32
             self.prefix = (b"N", b"T")
+            lib.dnnl_version.restype = ctypes.POINTER(ctypes.c_int * 3)
+            self.version = ".".join(map(str, lib.dnnl_version().contents))
         else:
             i = ctypes.c_int
             args = [i, i, i, i, i, i, f, p, i, p, i, f, p, i]
             self.s, self.b = lib.cblas_sgemm, lib.cblas_gemm_bf16bf16f32
+            self.s.restype = self.b.restype = None  # void: no status to check
             self.prefix = (101, 111, 112)  # CblasRowMajor, CblasNoTrans, CblasTrans
+            buf = ctypes.create_string_buffer(256)
+            lib.mkl_get_version_string(buf, 256)
+            self.version = buf.value.decode(errors="replace").strip()
         self.s.argtypes = self.b.argtypes = args
 
     def rates(self, x: np.ndarray, w: np.ndarray, seconds: float) -> tuple[float, float]:
@@ -81,12 +86,17 @@ class Blas:
         xb, wb = to_bf16_bits(x), to_bf16_bits(w)
         f32 = lambda: self.s(*self.prefix, m, n, k, 1.0, x.ctypes.data, k, w.ctypes.data, k, 0.0, out.ctypes.data, n)
         bf16 = lambda: self.b(*self.prefix, m, n, k, 1.0, xb.ctypes.data, k, wb.ctypes.data, k, 0.0, out.ctypes.data, n)
-        bf16()
-        exact = (xb.astype(np.uint32) << 16).view(np.float32).astype(np.float64) @ \
-            (wb.astype(np.uint32) << 16).view(np.float32).astype(np.float64).T
-        err = np.abs(out - exact).max() / np.abs(exact).max()
-        if err > 1e-5:
-            raise SystemExit(f"{self.name} bf16 GEMM disagrees with numpy (relative error {err:.1e})")
+        widen = lambda b: (b.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+        for what, call, exact in (
+            ("f32", f32, x.astype(np.float64) @ w.astype(np.float64).T),
+            ("bf16", bf16, widen(xb) @ widen(wb).T),
+        ):
+            out[:] = np.nan
+            status = call()
+            err = np.abs(out - exact).max() / np.abs(exact).max()
+            if (status or 0) != 0 or not err <= 1e-5:
+                raise SystemExit(f"{self.name} {what} GEMM: status {status}, "
+                                 f"relative error {err:.1e} against numpy")
         flop = 2.0 * m * n * k
         return best_rate(flop, seconds, f32), best_rate(flop, seconds, bf16)
 
@@ -98,7 +108,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--mkl", help="folder with libmkl_rt.so.* (oneMKL) to measure as well")
     args = ap.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read by oneDNN's OpenMP when it loads
     torch.set_num_threads(args.threads)
     libs = []
     try:
@@ -113,6 +123,8 @@ def main() -> None:
     flags = open("/proc/cpuinfo").read().split()
     print("cpu flags:", sorted({f for f in flags if "bf16" in f or f.startswith("amx")}) or "none")
     print(f"torch {torch.__version__}, {args.threads} threads")
+    for lib in libs:
+        print(f"{lib.name} {lib.version}")
     print(f"{'library':>8} {'out':>6} {'k':>6} {'f32 GFLOP/s':>12} {'bf16 GFLOP/s':>13} {'bf16/f32':>9}")
     for out, k in [(576, 576), (1536, 576), (576, 1536), (49152, 576)]:
         x = torch.randn(args.rows, k)

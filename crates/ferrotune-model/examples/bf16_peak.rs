@@ -34,7 +34,7 @@ macro_rules! chains {
                     concat!($ins, " zmm10, zmm2, zmm1"),
                     out("zmm3") _, out("zmm4") _, out("zmm5") _, out("zmm6") _,
                     out("zmm7") _, out("zmm8") _, out("zmm9") _, out("zmm10") _,
-                    options(nomem, nostack),
+                    options(nomem, nostack, preserves_flags),
                 );
             }
         }
@@ -42,13 +42,13 @@ macro_rules! chains {
 }
 
 /// GFLOP/s of `run(iters)` (8 instructions of `flop_per_ins` per iteration), best of the
-/// batches that fit in `seconds`.
+/// batches that fit in `seconds` (at least one).
 #[cfg(target_arch = "x86_64")]
 fn rate(seconds: f64, flop_per_ins: f64, run: impl Fn(u64)) -> f64 {
     const ITERS: u64 = 10_000_000;
     let mut best = f64::MAX;
     let start = Instant::now();
-    while start.elapsed().as_secs_f64() < seconds {
+    while best == f64::MAX || start.elapsed().as_secs_f64() < seconds {
         let t = Instant::now();
         run(ITERS);
         best = best.min(t.elapsed().as_secs_f64());

@@ -74,9 +74,11 @@ fn main() -> ExitCode {
 /// same peak RSS.
 ///
 /// For `train` (`whole_heap`), `M_MMAP_MAX` = 0 also puts allocations of 32 MiB and more on
-/// the heap: full fine-tuning allocates the `[V, C]` embedding gradient (113 MB for the demo
-/// model) and the AdamW updates every step, and clearing their fresh pages took about a tenth
-/// of a step (`clear_page_erms` in `perf`). One-off alternating runs of the full_fp32 YAML
+/// the heap: full fine-tuning allocates the gradients, among them the `[V, C]` embedding
+/// gradient (113 MB for the demo model), every step, and clearing their fresh pages took about
+/// a tenth of a step (`clear_page_erms` in `perf`). This holds for the main thread's arena;
+/// glibc still maps an allocation larger than a thread arena's 64 MiB heap made on another
+/// thread (rayon, OpenMP). One-off alternating runs of the full_fp32 YAML
 /// (4 × 512, not a committed command): 145–167 against 141–151 tokens/s, peak RSS 4.99
 /// against 5.03 GB; LoRA unchanged. Other commands keep `mmap` for large buffers, so that a
 /// long-lived server hands a freed model-sized buffer back. Elsewhere than glibc, nothing is

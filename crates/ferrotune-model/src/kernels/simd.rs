@@ -89,6 +89,7 @@ pub fn set_level(cap: SimdLevel) -> SimdLevel {
 /// [`level`](crate::kernels::simd::level). The body is an ordinary scalar loop (inlined, so
 /// the callees it uses, such as the kernels' `exp_f32`, vectorize with it); arguments are
 /// plain `name: Type`.
+///
 /// Exported for the other crates' elementwise kernels (the optimizer's) as
 /// `ferrotune_model::multiversion!`.
 #[macro_export]

@@ -19,7 +19,8 @@ use rayon::prelude::*;
 const CHUNK: usize = 1 << 16;
 
 multiversion! {
-    /// `m += w·(g·scale − m)`, or `m = g·scale − (g·scale − m)·(1 − w)` when `|w| ≥ 0.5`.
+    /// `m += w·(g·scale − m)`, or `m = g·scale − (g·scale − m)·(1 − w)` when
+    /// `|w| ≥ 0.5`.
     fn first_moment(m: &mut [f32], g: &[f32], w: f32, scale: f32) {
         if w.abs() < 0.5 {
             for (m, &g) in m.iter_mut().zip(g) {
@@ -49,7 +50,15 @@ multiversion! {
 multiversion! {
     /// `p = p·decay` (when decaying), then `p += ss·m / (sqrt(v)/bc2 + eps)`, in one pass:
     /// each element is rounded after the decay product as in two passes.
-    fn param_update(p: &mut [f32], m: &[f32], v: &[f32], decay: Option<f32>, ss: f32, bc2: f32, eps: f32) {
+    fn param_update(
+        p: &mut [f32],
+        m: &[f32],
+        v: &[f32],
+        decay: Option<f32>,
+        ss: f32,
+        bc2: f32,
+        eps: f32,
+    ) {
         match decay {
             Some(decay) => {
                 for ((p, &m), &v) in p.iter_mut().zip(m).zip(v) {
@@ -67,7 +76,7 @@ multiversion! {
     }
 }
 
-/// `exp_avg.lerp_(grad * grad_scale, 1 - beta1)`: `m += w * (g - m)` for `w < 0.5`, else
+/// `exp_avg.lerp_(grad * grad_scale, 1 - beta1)`: `m += w * (g - m)` for `|w| < 0.5`, else
 /// `m = g - (g - m) * (1 - w)` (torch's two lerp forms).
 pub(super) struct FirstMoment {
     /// `1 - beta1`.
@@ -214,6 +223,7 @@ impl InplaceOp3 for ParamUpdate {
 mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
+    use ferrotune_model::kernels::simd::{self, SimdLevel};
 
     /// Two full chunks and a partial one, so that the chunking and the loop tails are used.
     const N: usize = 2 * CHUNK + 1000;
@@ -236,9 +246,19 @@ mod tests {
     }
 
     /// The chunked, multiversioned kernels give exactly the bits of torch's per-element
-    /// formulas written as plain scalar loops.
+    /// formulas written as plain scalar loops, on every vector level this CPU has (the level
+    /// is process-wide; the levels give the same bits, so other tests are not disturbed).
     #[test]
     fn chunked_kernels_equal_the_scalar_formulas_bit_for_bit() {
+        let before = simd::level();
+        for cap in [SimdLevel::Portable, SimdLevel::Avx2, SimdLevel::Avx512] {
+            let used = simd::set_level(cap);
+            kernels_match_scalar(&format!("{used:?}"));
+        }
+        simd::set_level(before);
+    }
+
+    fn kernels_match_scalar(level: &str) {
         let (g, m0, p0) = (values(1, 2.0), values(2, 0.2), values(3, 1.0));
         let v0: Vec<f32> = values(4, 0.1).iter().map(|x| x * x).collect();
         for weight in [0.1f32, 0.75] {
@@ -260,7 +280,7 @@ mod tests {
                     }
                 })
                 .collect();
-            assert_eq!(read(&m), want, "first moment, weight {weight}");
+            assert_eq!(read(&m), want, "first moment, weight {weight}, {level}");
         }
         let v = tensor(&v0);
         let op = SecondMoment {
@@ -277,7 +297,7 @@ mod tests {
                 v * 0.999 + (1.0 - 0.999) * g * g
             })
             .collect();
-        assert_eq!(read(&v), want, "second moment");
+        assert_eq!(read(&v), want, "second moment, {level}");
         for decay in [None, Some(0.999f32)] {
             let p = tensor(&p0);
             let op = ParamUpdate {
@@ -296,7 +316,7 @@ mod tests {
                     p + -1e-3 * m / (v.sqrt() / 0.3 + 1e-8)
                 })
                 .collect();
-            assert_eq!(read(&p), want, "parameter update, decay {decay:?}");
+            assert_eq!(read(&p), want, "parameter update, decay {decay:?}, {level}");
         }
     }
 }
