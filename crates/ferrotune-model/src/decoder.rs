@@ -63,13 +63,38 @@ impl DecoderLayer {
 
     /// `x` `[B, T, C]` → `[B, T, C]`; `mask` from [`attention_bias`].
     pub fn forward(&self, x: &Tensor, rope: &RopeTables, mask: &Tensor) -> Result<Tensor> {
-        let h = (x + self
-            .self_attn
-            .forward(&self.input_layernorm.forward(x)?, rope, mask)?)?;
-        Ok((&h
-            + self
-                .mlp
-                .forward(&self.post_attention_layernorm.forward(&h)?)?)?)
+        self.forward_graph(x, rope, mask, true)
+    }
+
+    /// The graph of [`DecoderLayer::forward`] built only to be backpropagated (a layer
+    /// recomputed for gradient checkpointing, whose output only seeds the backward): the same
+    /// gradients, but the *value* is unspecified, since the MLP's last op may skip its products
+    /// ([`Mlp::forward_residual_for_backward`]).
+    pub fn forward_for_backward(
+        &self,
+        x: &Tensor,
+        rope: &RopeTables,
+        mask: &Tensor,
+    ) -> Result<Tensor> {
+        self.forward_graph(x, rope, mask, false)
+    }
+
+    /// [`DecoderLayer::forward`] (`value`) or [`DecoderLayer::forward_for_backward`].
+    fn forward_graph(
+        &self,
+        x: &Tensor,
+        rope: &RopeTables,
+        mask: &Tensor,
+        value: bool,
+    ) -> Result<Tensor> {
+        let normed = self.input_layernorm.forward(x)?;
+        let h = self.self_attn.forward_residual(&normed, x, rope, mask)?;
+        let normed = self.post_attention_layernorm.forward(&h)?;
+        if value {
+            self.mlp.forward_residual(&normed, &h)
+        } else {
+            self.mlp.forward_residual_for_backward(&normed, &h)
+        }
     }
 
     /// The block over new tokens only, their keys and values appended to `cache`: `x`

@@ -20,7 +20,9 @@
 //! 3. backward, top layer first: the layer is run again on its saved input (a fresh leaf
 //!    [`Var`] when something below needs a gradient), with its graph, and
 //!    `sum(output ⊙ upstream)` is backpropagated: its gradients are exactly the parameter
-//!    gradients of the layer and the gradient of its input, the upstream of the layer below;
+//!    gradients of the layer and the gradient of its input, the upstream of the layer below
+//!    (the graph comes from `DecoderLayer::forward_for_backward`, whose MLP skips the products
+//!    of its last op, since only its gradients are read);
 //! 4. the embedding the same way, only when it trains.
 //!
 //! Layers that train nothing are run again only while a layer or the embedding below them
@@ -35,13 +37,10 @@ use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, Var};
-use ferrotune_model::adapters::LoraVariant;
-use ferrotune_model::kernels::{self, lora::lora_linear_backward_only};
 use ferrotune_model::layers::attention_bias;
-use ferrotune_model::layers::{GateUp, Linear};
 use ferrotune_model::loss::{chunked_causal_lm_loss, loss_chunk_rows, LossGradRequest};
 use ferrotune_model::rope::{arange_positions, RopeTables};
-use ferrotune_model::{causal_lm_loss, Activation, CausalLM, DecoderLayer};
+use ferrotune_model::{causal_lm_loss, CausalLM};
 
 use crate::collate::Batch;
 use crate::error::TrainError;
@@ -260,7 +259,7 @@ pub fn checkpointed_backward(
         }
         let xin = leaf(&saved, needs)?;
         drop(saved);
-        let y = layer_for_backward(layer, &xin, &rope, &mask)?;
+        let y = layer.forward_for_backward(&xin, &rope, &mask)?;
         let store = upstream_backward(&y, &grad)?;
         drop(y);
         acc.add_store(&store)?;
@@ -277,61 +276,6 @@ pub fn checkpointed_backward(
         acc.add_store(&store)?;
     }
     Ok(loss)
-}
-
-/// The graph of `layer` on `x` `[B, T, C]`, built only to be backpropagated: the same
-/// operations as [`DecoderLayer::forward`] (`h = x + attn(norm(x))`, `y = h + mlp(norm(h))`)
-/// and the same gradients, but when the MLP is a SiLU-gated one whose `down_proj` carries a
-/// plain LoRA adapter (no bias, no active dropout) and the fused kernels apply, the down
-/// projection is recorded by [`lora_linear_backward_only`]: its three GEMMs are skipped in the
-/// forward (about a quarter of the layer's projection work), so the returned *value* is `h`,
-/// not the layer's output. Only its gradients may be used; otherwise it is `layer.forward`.
-fn layer_for_backward(
-    layer: &DecoderLayer,
-    x: &Tensor,
-    rope: &RopeTables,
-    mask: &Tensor,
-) -> Result<Tensor, TrainError> {
-    let mlp = &layer.mlp;
-    let down = &mlp.down_proj;
-    let plain_down = down.bias.is_none()
-        && down.adapter.as_ref().is_some_and(|a| {
-            matches!(a.variant, LoraVariant::Plain) && (!a.training || a.dropout <= 0.0)
-        });
-    let (GateUp::Separate { gate_proj, up_proj }, Activation::Silu, true, true) =
-        (&mlp.gate_up, mlp.act, plain_down, kernels::fused())
-    else {
-        return Ok(layer.forward(x, rope, mask)?);
-    };
-    let attn = layer
-        .self_attn
-        .forward(&layer.input_layernorm.forward(x)?, rope, mask)?;
-    let h = (x + attn)?;
-    let normed = layer.post_attention_layernorm.forward(&h)?;
-    let [gate, up]: [Tensor; 2] = Linear::forward_many(&[gate_proj, up_proj], &normed)?
-        .try_into()
-        .map_err(|_| candle_core::Error::Msg("linear: expected gate and up outputs".into()))?;
-    let act = match kernels::swiglu::swiglu(&gate, &up)? {
-        Some(a) => a,
-        None => (gate.silu()? * up)?,
-    };
-    let (b, t, i) = act.dims3()?;
-    let flat = act.reshape((b * t, i))?;
-    let lazy = match &down.adapter {
-        Some(a) => lora_linear_backward_only(
-            &flat,
-            &down.weight,
-            a.lora_a.as_tensor(),
-            a.lora_b.as_tensor(),
-            a.scaling,
-        )?,
-        None => None,
-    };
-    let out = match lazy {
-        Some(z) => z.reshape((b, t, down.weight.dim(0)?))?,
-        None => down.forward(&act)?,
-    };
-    Ok((h + out)?)
 }
 
 /// `t` as a fresh leaf [`Var`] (a copy that gradients reach) when `needs_grad`, else `t`.

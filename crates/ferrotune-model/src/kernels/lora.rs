@@ -14,9 +14,9 @@
 //!
 //! Shapes: N rows, `in`/`out` the layer's features, r the rank, s the scaling.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
-use super::precision::{matmul_precision, round_operand};
+use super::precision::{matmul_precision, round_operand, MatmulPrecision};
 use super::{cpu_slice, eligible, gemm, with_slice, Mat};
 use crate::error::Result;
 
@@ -30,32 +30,6 @@ pub fn lora_linear(
     a: &Tensor,
     b: &Tensor,
     scaling: f64,
-) -> Result<Option<Tensor>> {
-    lora_op(x, weight, a, b, scaling, true)
-}
-
-/// [`lora_linear`] for a product whose value is never read, only backpropagated through
-/// (the last projection of a decoder layer recomputed for gradient checkpointing, whose
-/// output only seeds the backward): the forward skips all three GEMMs and returns zeros
-/// `[N, out]`, the backward is [`lora_linear`]'s. `None` as for [`lora_linear`].
-pub fn lora_linear_backward_only(
-    x: &Tensor,
-    weight: &Tensor,
-    a: &Tensor,
-    b: &Tensor,
-    scaling: f64,
-) -> Result<Option<Tensor>> {
-    lora_op(x, weight, a, b, scaling, false)
-}
-
-/// The shared checks of [`lora_linear`] and [`lora_linear_backward_only`].
-fn lora_op(
-    x: &Tensor,
-    weight: &Tensor,
-    a: &Tensor,
-    b: &Tensor,
-    scaling: f64,
-    value: bool,
 ) -> Result<Option<Tensor>> {
     if !eligible(&[x, weight, a, b]) || weight.track_op() {
         return Ok(None);
@@ -71,7 +45,6 @@ fn lora_op(
     let op = LoraOp {
         weight: weight.contiguous()?,
         scaling: scaling as f32,
-        value,
     };
     Ok(Some(x.contiguous()?.apply_op3(
         &a.contiguous()?,
@@ -129,13 +102,148 @@ pub fn fused_forward_many(
     Ok(Some(out))
 }
 
+/// One projection's operands as its products read them (already rounded to the matmul
+/// precision): `w` `[out, in]`, `a` `[r, in]`, `b` `[out, r]`, scaling `s`.
+pub(crate) struct LoraMats<'a> {
+    pub w: &'a [f32],
+    pub a: &'a [f32],
+    pub b: &'a [f32],
+    pub out: usize,
+    pub r: usize,
+    pub s: f32,
+}
+
+/// `y[:, 0..out]` (row stride `ld`) `= (accumulate ? y : 0) + x·Wᵀ + s·(x·Aᵀ)·Bᵀ`, `x`
+/// `[n, inp]` rounded to `prec` like the matrices of `m`; `x·Aᵀ` is rounded before it
+/// multiplies `B`.
+///
+/// Errors: from [`gemm`] (buffers shorter than their shapes).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn project_into(
+    m: &LoraMats<'_>,
+    (n, inp): (usize, usize),
+    x: &[f32],
+    y: &mut [f32],
+    ld: usize,
+    accumulate: bool,
+    prec: MatmulPrecision,
+) -> candle_core::Result<()> {
+    let xm = Mat::rows(x, inp);
+    let w_t = Mat::rows_t(m.w, inp);
+    gemm(n, m.out, inp, y, ld, accumulate, xm, w_t, 1.0, true)?;
+    let mut u = vec![0f32; n * m.r];
+    gemm(
+        n,
+        m.r,
+        inp,
+        &mut u,
+        m.r,
+        false,
+        xm,
+        Mat::rows_t(m.a, inp),
+        1.0,
+        true,
+    )?;
+    let u = round_operand(&u, prec);
+    let um = Mat::rows(&u, m.r);
+    gemm(
+        n,
+        m.out,
+        m.r,
+        y,
+        ld,
+        true,
+        um,
+        Mat::rows_t(m.b, m.r),
+        m.s,
+        true,
+    )
+}
+
+/// The backward of [`project_into`] from the upstream gradient `g` (`[n, out]`, row stride
+/// `ld`, rounded to `prec`), the module docs' formulas: `dx` (when given) gets `g·W + s·gb·A`,
+/// added to what it holds when its flag is set; `dab` (when given) gets `dA` `[r, in]` and
+/// `dB` `[out, r]`.
+///
+/// Errors: from [`gemm`] (buffers shorter than their shapes).
+pub(crate) fn project_backward(
+    m: &LoraMats<'_>,
+    (n, inp): (usize, usize),
+    x: &[f32],
+    (g, ld): (&[f32], usize),
+    dx: Option<(&mut [f32], bool)>,
+    dab: Option<(&mut [f32], &mut [f32])>,
+    prec: MatmulPrecision,
+) -> candle_core::Result<()> {
+    let (r, out, s) = (m.r, m.out, m.s);
+    let gm = Mat {
+        data: g,
+        rs: ld,
+        cs: 1,
+    };
+    let mut gb = vec![0f32; n * r];
+    gemm(
+        n,
+        r,
+        out,
+        &mut gb,
+        r,
+        false,
+        gm,
+        Mat::rows(m.b, r),
+        1.0,
+        true,
+    )?;
+    let gb = round_operand(&gb, prec).into_owned();
+    let gbm = Mat::rows(&gb, r);
+    if let Some((dx, accumulate)) = dx {
+        gemm(
+            n,
+            inp,
+            out,
+            dx,
+            inp,
+            accumulate,
+            gm,
+            Mat::rows(m.w, inp),
+            1.0,
+            true,
+        )?;
+        gemm(n, inp, r, dx, inp, true, gbm, Mat::rows(m.a, inp), s, true)?;
+    }
+    let Some((da, db)) = dab else {
+        return Ok(());
+    };
+    let xm = Mat::rows(x, inp);
+    gemm(r, inp, n, da, inp, false, Mat::rows_t(&gb, r), xm, s, true)?;
+    let mut u = vec![0f32; n * r];
+    gemm(
+        n,
+        r,
+        inp,
+        &mut u,
+        r,
+        false,
+        xm,
+        Mat::rows_t(m.a, inp),
+        1.0,
+        true,
+    )?;
+    let g_t = Mat {
+        data: g,
+        rs: 1,
+        cs: ld,
+    };
+    let u = round_operand(&u, prec);
+    let um = Mat::rows(&u, r);
+    gemm(out, r, n, db, r, false, g_t, um, s, true)
+}
+
 /// The op; operands `(x, A, B)`.
 struct LoraOp {
     /// `[out, in]` f32, contiguous, CPU.
     weight: Tensor,
     scaling: f32,
-    /// Whether the forward computes the product (else it returns zeros).
-    value: bool,
 }
 
 impl CustomOp3 for LoraOp {
@@ -155,62 +263,27 @@ impl CustomOp3 for LoraOp {
         let (n, inp) = l1.shape().dims2()?;
         let (r, _) = l2.shape().dims2()?;
         let (out, _) = self.weight.dims2()?;
-        if !self.value {
-            return Ok((CpuStorage::F32(vec![0f32; n * out]), Shape::from((n, out))));
-        }
-        let (x, a, b) = (cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?);
-        let (w_storage, w_layout) = self.weight.storage_and_layout();
-        let Storage::Cpu(w_cpu) = &*w_storage else {
-            candle_core::bail!("fused-lora-linear: weight must be on the CPU");
-        };
-        let w = cpu_slice(w_cpu, w_layout)?;
         // Mixed precision: every product reads bf16/fp16-rounded operands (no-op in f32).
         let p = matmul_precision();
-        let (x, a, b, w) = (
+        let (x, a, b) = (cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?);
+        let (x, a, b) = (
             round_operand(x, p),
             round_operand(a, p),
             round_operand(b, p),
-            round_operand(w, p),
         );
         let mut y = vec![0f32; n * out];
-        let xm = Mat::rows(&x, inp);
-        gemm(
-            n,
-            out,
-            inp,
-            &mut y,
-            out,
-            false,
-            xm,
-            Mat::rows_t(&w, inp),
-            1.0,
-            true,
-        )?;
-        let mut u = vec![0f32; n * r];
-        gemm(
-            n,
-            r,
-            inp,
-            &mut u,
-            r,
-            false,
-            xm,
-            Mat::rows_t(&a, inp),
-            1.0,
-            true,
-        )?;
-        gemm(
-            n,
-            out,
-            r,
-            &mut y,
-            out,
-            true,
-            Mat::rows(&round_operand(&u, p), r),
-            Mat::rows_t(&b, r),
-            self.scaling,
-            true,
-        )?;
+        with_slice(&self.weight, |w| {
+            let w = round_operand(w, p);
+            let m = LoraMats {
+                w: &w,
+                a: &a,
+                b: &b,
+                out,
+                r,
+                s: self.scaling,
+            };
+            project_into(&m, (n, inp), &x, &mut y, out, false, p)
+        })??;
         Ok((CpuStorage::F32(y), Shape::from((n, out))))
     }
 
@@ -225,132 +298,54 @@ impl CustomOp3 for LoraOp {
         let (n, inp) = x.dims2()?;
         let (r, _) = a.dims2()?;
         let (out, _) = self.weight.dims2()?;
-        let s = self.scaling;
         let dev = x.device();
-        let (want_x, want_a, want_b) = (x.track_op(), a.track_op(), b.track_op());
-        let grads = with_slice(x, |xs| {
+        let want_x = x.track_op();
+        let want_ab = a.track_op() || b.track_op();
+        let mut dx = want_x.then(|| vec![0f32; n * inp]);
+        let mut dab = want_ab.then(|| (vec![0f32; r * inp], vec![0f32; out * r]));
+        let p = matmul_precision();
+        with_slice(x, |xs| {
             with_slice(a, |as_| {
                 with_slice(b, |bs| {
                     with_slice(grad, |g| {
-                        with_slice(&self.weight, |w| -> candle_core::Result<_> {
-                            let p = matmul_precision();
-                            let (g, xs, as_, bs, w) = (
-                                round_operand(g, p),
-                                round_operand(xs, p),
+                        with_slice(&self.weight, |w| {
+                            let (w, a, b) = (
+                                round_operand(w, p),
                                 round_operand(as_, p),
                                 round_operand(bs, p),
-                                round_operand(w, p),
                             );
-                            let gm = Mat::rows(&g, out);
-                            let xm = Mat::rows(&xs, inp);
-                            let mut gb = vec![0f32; n * r];
-                            gemm(
-                                n,
-                                r,
+                            let m = LoraMats {
+                                w: &w,
+                                a: &a,
+                                b: &b,
                                 out,
-                                &mut gb,
                                 r,
-                                false,
-                                gm,
-                                Mat::rows(&bs, r),
-                                1.0,
-                                true,
-                            )?;
-                            let gb = round_operand(&gb, p).into_owned();
-                            let dx = if want_x {
-                                let mut dx = vec![0f32; n * inp];
-                                gemm(
-                                    n,
-                                    inp,
-                                    out,
-                                    &mut dx,
-                                    inp,
-                                    false,
-                                    gm,
-                                    Mat::rows(&w, inp),
-                                    1.0,
-                                    true,
-                                )?;
-                                gemm(
-                                    n,
-                                    inp,
-                                    r,
-                                    &mut dx,
-                                    inp,
-                                    true,
-                                    Mat::rows(&gb, r),
-                                    Mat::rows(&as_, inp),
-                                    s,
-                                    true,
-                                )?;
-                                Some(dx)
-                            } else {
-                                None
+                                s: self.scaling,
                             };
-                            let da = if want_a {
-                                let mut da = vec![0f32; r * inp];
-                                gemm(
-                                    r,
-                                    inp,
-                                    n,
-                                    &mut da,
-                                    inp,
-                                    false,
-                                    Mat::rows_t(&gb, r),
-                                    xm,
-                                    s,
-                                    true,
-                                )?;
-                                Some(da)
-                            } else {
-                                None
-                            };
-                            let db = if want_b {
-                                let mut u = vec![0f32; n * r];
-                                gemm(
-                                    n,
-                                    r,
-                                    inp,
-                                    &mut u,
-                                    r,
-                                    false,
-                                    xm,
-                                    Mat::rows_t(&as_, inp),
-                                    1.0,
-                                    true,
-                                )?;
-                                let mut db = vec![0f32; out * r];
-                                gemm(
-                                    out,
-                                    r,
-                                    n,
-                                    &mut db,
-                                    r,
-                                    false,
-                                    Mat::rows_t(&g, out),
-                                    Mat::rows(&round_operand(&u, p), r),
-                                    s,
-                                    true,
-                                )?;
-                                Some(db)
-                            } else {
-                                None
-                            };
-                            Ok((dx, da, db))
+                            project_backward(
+                                &m,
+                                (n, inp),
+                                &round_operand(xs, p),
+                                (&round_operand(g, p), out),
+                                dx.as_deref_mut().map(|d| (d, false)),
+                                dab.as_mut().map(|(da, db)| (&mut da[..], &mut db[..])),
+                                p,
+                            )
                         })
                     })
                 })
             })
         })??????;
-        let (dx, da, db) = grads;
-        let wrap =
-            |v: Option<Vec<f32>>, shape: (usize, usize)| -> candle_core::Result<Option<Tensor>> {
-                v.map(|v| Tensor::from_vec(v, shape, dev)).transpose()
-            };
+        let (da, db) = dab.unzip();
+        let wrap = |v: Option<Vec<f32>>, shape: (usize, usize), want: bool| {
+            v.filter(|_| want)
+                .map(|v| Tensor::from_vec(v, shape, dev))
+                .transpose()
+        };
         Ok((
-            wrap(dx, (n, inp))?,
-            wrap(da, (r, inp))?,
-            wrap(db, (out, r))?,
+            wrap(dx, (n, inp), want_x)?,
+            wrap(da, (r, inp), a.track_op())?,
+            wrap(db, (out, r), b.track_op())?,
         ))
     }
 }
@@ -389,17 +384,6 @@ mod tests {
             assert!(e < 1e-5, "d{name} differs by {e}");
         }
         assert!(st.get(&w).is_none());
-        // The backward-only variant: zeros forward, the same gradients bit for bit.
-        let z = with_fused(true, || lora_linear_backward_only(xt, &w, at, bt, s))?
-            .ok_or_else(|| candle_core::Error::Msg("not eligible".into()))?;
-        assert_eq!(z.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
-        let sz = (&z * &g)?.sum_all()?.backward()?;
-        for t in [xt, at, bt] {
-            let (Some(p), Some(q)) = (sz.get(t), st.get(t)) else {
-                panic!("missing gradient")
-            };
-            assert_eq!(rel_err(p, q), 0.0);
-        }
         // A frozen input gets no gradient computed.
         let y = with_fused(true, || lora_linear(&xt.detach(), &w, at, bt, s))?
             .ok_or_else(|| candle_core::Error::Msg("not eligible".into()))?;

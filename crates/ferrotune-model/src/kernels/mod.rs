@@ -58,6 +58,7 @@ pub mod attention;
 pub mod blas;
 pub mod exp;
 pub mod lora;
+pub mod lora_block;
 pub mod precision;
 pub mod rmsnorm;
 pub mod rope;

@@ -34,7 +34,7 @@ fn silu(x: f32) -> f32 {
 
 multiversion! {
     /// `h = silu(g) · u` elementwise over one chunk (equal lengths).
-    fn forward_chunk(h: &mut [f32], g: &[f32], u: &[f32]) {
+    pub(crate) fn forward_chunk(h: &mut [f32], g: &[f32], u: &[f32]) {
         for ((h, g), u) in h.iter_mut().zip(g).zip(u) {
             *h = silu(*g) * u;
         }
@@ -44,7 +44,7 @@ multiversion! {
 multiversion! {
     /// The gradients of one chunk from the output gradient `d`: `du = d · silu(g)`, `dg = d ·
     /// u · σ(g) · (1 + g · (1 − σ(g)))` (the derivative of `g · σ(g)`).
-    fn backward_chunk(dg: &mut [f32], du: &mut [f32], g: &[f32], u: &[f32], d: &[f32]) {
+    pub(crate) fn backward_chunk(dg: &mut [f32], du: &mut [f32], g: &[f32], u: &[f32], d: &[f32]) {
         for ((dg, du), ((x, u), d)) in dg.iter_mut().zip(du.iter_mut()).zip(g.iter().zip(u).zip(d)) {
             let s = 1.0 / (1.0 + super::exp::exp_f32(-x));
             *du = d * silu(*x);

@@ -125,11 +125,29 @@ impl Attention {
 
     /// `x` `[B, T, C]`, `mask` additive `[B or 1, 1, T, T]` f32 → `[B, T, C]`.
     pub fn forward(&self, x: &Tensor, rope: &RopeTables, mask: &Tensor) -> Result<Tensor> {
-        if let Some(y) = self.forward_fused(x, rope, mask)? {
+        if let Some(y) = self.forward_fused(x, rope, mask, None)? {
             return Ok(y);
         }
         let (q, key, v) = self.project(x, rope)?;
         self.attend(&q, &key, &v, Some(mask))
+    }
+
+    /// `residual + self.forward(x, rope, mask)`, `x` and `residual` `[B, T, C]` → `[B, T, C]`.
+    /// On the fused path with a plain LoRA adapter on `o_proj` (training), the projection and
+    /// the sum are one op ([`crate::kernels::lora_block::lora_residual`]), so the graph does
+    /// not keep `o_proj`'s output.
+    pub fn forward_residual(
+        &self,
+        x: &Tensor,
+        residual: &Tensor,
+        rope: &RopeTables,
+        mask: &Tensor,
+    ) -> Result<Tensor> {
+        if let Some(y) = self.forward_fused(x, rope, mask, Some(residual))? {
+            return Ok(y);
+        }
+        let (q, key, v) = self.project(x, rope)?;
+        Ok((residual + self.attend(&q, &key, &v, Some(mask))?)?)
     }
 
     /// [`Attention::forward`] through the fused kernels (`crate::kernels`): RoPE and tiled
@@ -137,11 +155,13 @@ impl Attention {
     /// transpose; `None` (use the tensor ops) when the kernels are off, the inputs are not f32
     /// on the CPU, the projections are fused (phi3), or the tables are per row. The kernel
     /// skips keys after each query: `mask` must be causal, as [`attention_bias`] makes it.
+    /// With `residual`, the output is `residual + o_proj(…)`.
     fn forward_fused(
         &self,
         x: &Tensor,
         rope: &RopeTables,
         mask: &Tensor,
+        residual: Option<&Tensor>,
     ) -> Result<Option<Tensor>> {
         use crate::kernels::{attention::causal_attention, rope::rope_bthd};
         let Qkv::Separate {
@@ -174,7 +194,15 @@ impl Attention {
         let Some(out) = causal_attention(&q, &key, &v, mask, scale)? else {
             return Ok(None);
         };
-        Ok(Some(self.o_proj.forward(&out.reshape((b, t, h * d))?)?))
+        let out = out.reshape((b, t, h * d))?;
+        let Some(residual) = residual else {
+            return Ok(Some(self.o_proj.forward(&out)?));
+        };
+        use crate::kernels::lora_block::{lora_residual, Prologue};
+        if let Some(y) = lora_residual(&self.o_proj, &out, residual, Prologue::Identity)? {
+            return Ok(Some(y));
+        }
+        Ok(Some((residual + self.o_proj.forward(&out)?)?))
     }
 
     /// Incremental attention over cached keys: `x` `[B, T, C]` holds only the new tokens, whose

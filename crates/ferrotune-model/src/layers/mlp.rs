@@ -76,6 +76,59 @@ impl Mlp {
             .visit_tensors(&format!("{prefix}.down_proj"), f);
     }
 
+    /// `residual + self.forward(x)`, `x` and `residual` `[B, T, C]` → `[B, T, C]`. With a SiLU
+    /// gate, separate gate and up projections and plain LoRA adapters on all three projections
+    /// (training), through the fused blocks of [`crate::kernels::lora_block`]: gate and up as
+    /// one op, then the gate, `down_proj` and the residual sum as another, so the graph keeps
+    /// neither the gate's output `[B, T, I]` nor `down_proj`'s `[B, T, C]`.
+    pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        if let Some(y) = self.fused_residual(x, residual, true)? {
+            return Ok(y);
+        }
+        Ok((residual + self.forward(x)?)?)
+    }
+
+    /// The graph of [`Mlp::forward_residual`] built only to be backpropagated (a layer
+    /// recomputed for gradient checkpointing): the same gradients, but when the fused blocks
+    /// apply the last op skips its products and its *value* is zeros
+    /// ([`crate::kernels::lora_block::lora_residual_backward_only`]).
+    pub fn forward_residual_for_backward(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        if let Some(y) = self.fused_residual(x, residual, false)? {
+            return Ok(y);
+        }
+        Ok((residual + self.forward(x)?)?)
+    }
+
+    /// [`Mlp::forward_residual`] through the fused blocks (`value` false: backward only), or
+    /// `None` when they do not apply.
+    fn fused_residual(&self, x: &Tensor, residual: &Tensor, value: bool) -> Result<Option<Tensor>> {
+        use crate::kernels::lora_block::{
+            lora_projections, lora_residual, lora_residual_backward_only, qualifies, Prologue,
+        };
+        let GateUp::Separate { gate_proj, up_proj } = &self.gate_up else {
+            return Ok(None);
+        };
+        let all = [gate_proj, up_proj, &self.down_proj];
+        if self.act != Activation::Silu || !all.iter().all(|l| qualifies(l)) {
+            return Ok(None);
+        }
+        let Some(gu) = lora_projections(&[gate_proj, up_proj], x)? else {
+            return Ok(None);
+        };
+        let y = if value {
+            lora_residual(&self.down_proj, &gu, residual, Prologue::SwiGlu)?
+        } else {
+            lora_residual_backward_only(&self.down_proj, &gu, residual, Prologue::SwiGlu)?
+        };
+        if let Some(y) = y {
+            return Ok(Some(y));
+        }
+        // The down projection did not take the fused op: finish with the generic ones.
+        let i = gu.dim(D::Minus1)? / 2;
+        let h = (gu.narrow(D::Minus1, 0, i)?.silu()? * gu.narrow(D::Minus1, i, i)?)?;
+        Ok(Some((residual + self.down_proj.forward(&h)?)?))
+    }
+
     /// `x` `[B, T, C]` → `[B, T, C]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (gate, up) = match &self.gate_up {

@@ -37,7 +37,8 @@ pub struct LayerActivations {
     /// qwen3's q/k norms the same on `[N, H·D]` and `[N, K·D]`.
     pub norms: u64,
     /// Every projection's output `x·Wᵀ` (plus `+ b` when biased): Σ out (also the output of
-    /// a fused LoRA projection).
+    /// a fused LoRA projection), less `o_proj`'s and `down_proj`'s C each when their fused
+    /// residual ops apply (the op's output is the residual sum, counted in `residuals`).
     pub projections: u64,
     /// Generic LoRA on a projection: `x·Aᵀ` `[N, r]`, `·Bᵀ`, `·s` and `base + lora`
     /// `[N, out]` (r + 3·out); with dropout also the mask and `x·mask` `[N, in]`. Fused: 0.
@@ -61,7 +62,8 @@ pub struct LayerActivations {
     pub attention_out: u64,
     /// The two residual sums `[N, C]` (2C).
     pub residuals: u64,
-    /// Generic `act(gate)` and `act(gate) · up` `[N, I]` (2I); fused SwiGLU one `[N, I]`.
+    /// Generic `act(gate)` and `act(gate) · up` `[N, I]` (2I); fused SwiGLU one `[N, I]`;
+    /// the fused MLP block none (its last op recomputes the gate in backward).
     pub mlp: u64,
 }
 
@@ -135,7 +137,17 @@ pub fn layer_activations(
         a.attention_out = 2 * qw;
     }
     a.residuals = 2 * c;
-    a.mlp = if kernels.swiglu { i } else { 2 * i };
+    if kernels.o_residual {
+        a.projections -= c;
+    }
+    a.mlp = if kernels.mlp_block {
+        a.projections -= c;
+        0
+    } else if kernels.swiglu {
+        i
+    } else {
+        2 * i
+    };
     a
 }
 
@@ -207,11 +219,24 @@ mod tests {
         let a = layer_activations(&smollm2(), &plan, FusedKernels::none());
         assert_eq!(a.per_token(0) - a.score_stats - 10, 34_040);
         assert_eq!(a.scores_per_key, 54);
-        // Fused: norms 2·(576 + 1), projections 5,184, RoPE 768, attention 576 + 9,
-        // residuals 1,152, SwiGLU 1,536; nothing grows with T.
+        // Fused: norms 2·(576 + 1), projections 5,184 less o_proj's and down_proj's 576
+        // (their residual ops), RoPE 768, attention 576 + 9, residuals 1,152, no gate
+        // output; nothing grows with T.
         let fused = FusedKernels::for_model(&smollm2(), &plan, true);
+        assert!(fused.o_residual && fused.mlp_block);
         let a = layer_activations(&smollm2(), &plan, fused);
         assert_eq!(a.per_token(128), a.per_token(4096));
+        assert_eq!(a.per_token(0), 1154 + 5184 - 2 * 576 + 768 + 585 + 1152);
+        // LoRA on q and v only (LLaMA-Factory's old default): neither block applies, the
+        // SwiGLU output (1,536) and both projection outputs stay.
+        let qv = TuningPlan::Lora {
+            rank: 8,
+            targets: vec!["q_proj".into(), "v_proj".into()],
+            dropout: 0.0,
+        };
+        let fused = FusedKernels::for_model(&smollm2(), &qv, true);
+        assert!(!fused.o_residual && !fused.mlp_block);
+        let a = layer_activations(&smollm2(), &qv, fused);
         assert_eq!(a.per_token(0), 1154 + 5184 + 768 + 585 + 1152 + 1536);
     }
 }

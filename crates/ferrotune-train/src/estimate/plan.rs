@@ -65,20 +65,43 @@ pub struct FusedKernels {
     /// Base product and low-rank path as one op per adapted projection (plain LoRA, no
     /// active dropout, every projection of the group adapted).
     pub lora: bool,
+    /// `o_proj` and the attention's residual sum as one op (`kernels::lora_block`): fused
+    /// attention and plain LoRA on a bias-free `o_proj`; its output is not kept.
+    pub o_residual: bool,
+    /// The MLP as two ops (`kernels::lora_block`): gate and up side by side, then the SwiGLU
+    /// gate, `down_proj` and the residual sum; neither the gate's `[N, I]` nor `down_proj`'s
+    /// output is kept. SiLU, separate gate and up, plain LoRA on all three bias-free
+    /// projections.
+    pub mlp_block: bool,
 }
 
 impl FusedKernels {
     /// What `ferrotune-model` runs for `d` and `plan` when its kernels are on
     /// (`ferrotune_model::kernels::fused()`; `FERROTUNE_FUSED_KERNELS=0` turns them off): the
-    /// conditions of `RmsNorm::forward`, `Attention::forward_fused`, `Mlp::forward` and
-    /// `kernels::lora::fused_forward_many` for f32 tensors on the CPU.
+    /// conditions of `RmsNorm::forward`, `Attention::forward_fused`, `Mlp::forward`,
+    /// `Mlp::forward_residual` and `kernels::lora::fused_forward_many` for f32 tensors on the
+    /// CPU.
     pub fn for_model(d: &ModelDims, plan: &TuningPlan, on: bool) -> Self {
         let plain_lora = matches!(plan, TuningPlan::Lora { dropout, .. } if *dropout <= 0.0);
+        let adapted = |names: &[&str]| {
+            names.iter().all(|n| {
+                d.projections()
+                    .iter()
+                    .any(|p| p.name == *n && !p.bias && plan.adapts(p).is_some())
+            })
+        };
+        let lora = on && plain_lora;
+        let attention = on && !d.fused_qkv;
         FusedKernels {
             rms_norm: on,
-            attention: on && !d.fused_qkv,
+            attention,
             swiglu: on && d.silu,
-            lora: on && plain_lora,
+            lora,
+            o_residual: lora && attention && adapted(&["o_proj"]),
+            mlp_block: lora
+                && d.silu
+                && !d.fused_gate_up
+                && adapted(&["gate_proj", "up_proj", "down_proj"]),
         }
     }
 
@@ -89,6 +112,8 @@ impl FusedKernels {
             attention: false,
             swiglu: false,
             lora: false,
+            o_residual: false,
+            mlp_block: false,
         }
     }
 }

@@ -83,6 +83,8 @@ pub fn run(args: &EstimateArgs) -> anyhow::Result<ExitCode> {
                 "attention": run.kernels.attention,
                 "swiglu": run.kernels.swiglu,
                 "lora": run.kernels.lora,
+                "o_residual": run.kernels.o_residual,
+                "mlp_block": run.kernels.mlp_block,
             },
             "frozen_weights_bytes": mem.frozen_weights,
             "trainable_weights_bytes": mem.trainable_weights,
@@ -168,8 +170,9 @@ fn print_table(run: &PlannedRun, mem: &MemoryEstimate, process: u64, data: u64) 
     );
     let k = run.kernels;
     println!(
-        "fused kernels (FERROTUNE_FUSED_KERNELS): rms_norm {}, attention {}, swiglu {}, lora {}",
-        k.rms_norm, k.attention, k.swiglu, k.lora
+        "fused kernels (FERROTUNE_FUSED_KERNELS): rms_norm {}, attention {}, swiglu {}, lora {}, \
+         o_proj+residual {}, MLP block {}",
+        k.rms_norm, k.attention, k.swiglu, k.lora, k.o_residual, k.mlp_block
     );
     let (on, off) = if run.shape.checkpointing {
         (

@@ -1,0 +1,700 @@
+//! Fused LoRA blocks of a decoder layer: projections that share an input as one op, and an
+//! output projection that adds its residual (after the SwiGLU gate, for `down_proj`), so that
+//! the autograd graph keeps fewer tensors.
+//!
+//! [`crate::kernels::lora`] fuses one projection `y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ` (Hu et al. 2021,
+//! "LoRA", eq. 3). In a decoder layer built from such ops, candle keeps every op's operands
+//! alive until backward: the SwiGLU output `h` `[N, I]` (the input of `down_proj`) and the
+//! outputs of `o_proj` and `down_proj` `[N, C]` (operands of the residual sums), 2·C + I
+//! values per token per layer that backward never reads. The ops here keep none of them:
+//!
+//! * [`lora_projections`]: `x` `[N, in]` → `[N, Σ_j out_j]`, the projections side by side
+//!   (gate and up), with one input gradient `dx = Σ_j (g_j·W_j + s_j·(g_j·B_j)·A_j)`.
+//! * [`lora_residual`]: `res + proj(pre(x))`, `pre` the identity (`o_proj`) or the SwiGLU gate
+//!   `silu(gate) ⊙ up` (Shazeer 2020, eq. 6) on `x = [gate | up]` `[N, 2·I]` (`down_proj`).
+//!   Backward recomputes `pre(x)` (one elementwise pass) instead of keeping it, and passes the
+//!   upstream gradient to `res` unchanged.
+//!
+//! candle's custom ops take at most three operands, so each op's adapter matrices travel as
+//! one packed f32 vector `[A_1, B_1, A_2, B_2, …]` (each flattened row-major); candle's `cat`
+//! hands each `A` and `B` its part of the pack's gradient.
+//!
+//! Backward of projection j, upstream `g` `[N, out]`, input `x` `[N, in]`, as in `lora`:
+//!
+//! ```text
+//! gb = g·B;   dx += g·W + s·gb·A;   dA = s·gbᵀ·x;   dB = s·gᵀ·(x·Aᵀ)
+//! ```
+//!
+//! Mixed precision: every product reads operands rounded by [`round_operand`], as `lora`'s do;
+//! the gate and its gradient are computed in f32.
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::lora::{project_backward, project_into, LoraMats};
+use super::precision::{matmul_precision, round_operand, MatmulPrecision};
+use super::swiglu::{backward_chunk, forward_chunk};
+use super::{cpu_slice, eligible, with_slice};
+use crate::adapters::{LoraAdapter, LoraVariant};
+use crate::error::Result;
+use crate::layers::{Linear, GEMV_MAX_ROWS};
+
+/// What [`lora_residual`] applies to its input before the projection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prologue {
+    /// The input as it is, `[N, in]`.
+    Identity,
+    /// `silu(gate) ⊙ up` of the input `[gate | up]` `[N, 2·in]`.
+    SwiGlu,
+}
+
+/// One projection of a packed op.
+#[derive(Debug, Clone)]
+struct Proj {
+    /// `[out, in]` f32, contiguous, on the CPU, frozen.
+    weight: Tensor,
+    out: usize,
+    r: usize,
+    scaling: f32,
+    /// Where `A` `[r, in]` starts in the pack; `B` `[out, r]` follows it.
+    offset: usize,
+}
+
+impl Proj {
+    /// The projection's matrices: its weight `w` (already rounded) and its `A`, `B` in `pack`,
+    /// for input width `inp`.
+    fn mats<'a>(&self, w: &'a [f32], pack: &'a [f32], inp: usize) -> LoraMats<'a> {
+        let a_end = self.offset + self.r * inp;
+        LoraMats {
+            w,
+            a: &pack[self.offset..a_end],
+            b: &pack[a_end..a_end + self.out * self.r],
+            out: self.out,
+            r: self.r,
+            s: self.scaling,
+        }
+    }
+
+    /// This projection's `dA` and `dB` in the pack's gradient `dpack`.
+    fn grads<'a>(&self, dpack: &'a mut [f32], inp: usize) -> (&'a mut [f32], &'a mut [f32]) {
+        let end = self.offset + self.r * inp + self.out * self.r;
+        dpack[self.offset..end].split_at_mut(self.r * inp)
+    }
+}
+
+/// The adapter of `layer` when the fused blocks can take it: plain LoRA, dropout inactive, no
+/// bias, a frozen f32 weight on the CPU.
+fn plain_adapter(layer: &Linear) -> Option<&LoraAdapter> {
+    let a = layer.adapter.as_ref()?;
+    let plain = matches!(a.variant, LoraVariant::Plain) && (!a.training || a.dropout <= 0.0);
+    (plain && layer.bias.is_none() && !layer.weight.track_op()).then_some(a)
+}
+
+/// Whether `layer` can be one of the fused blocks' projections: a plain LoRA adapter with
+/// its dropout inactive, no bias and a frozen weight (the tensors' dtype and device are
+/// checked when the op is built).
+pub fn qualifies(layer: &Linear) -> bool {
+    plain_adapter(layer).is_some()
+}
+
+/// The projections of `layers` for input width `inp` and their adapters packed into one
+/// vector (see the module docs); `None` when a layer is not a plain LoRA layer
+/// ([`plain_adapter`]), a tensor is not f32 on the CPU or the fused kernels are off.
+fn gather(layers: &[&Linear], inp: usize) -> Result<Option<(Vec<Proj>, Tensor)>> {
+    let mut projs = Vec::with_capacity(layers.len());
+    let mut parts = Vec::with_capacity(2 * layers.len());
+    let mut offset = 0;
+    for layer in layers {
+        let Some(adapter) = plain_adapter(layer) else {
+            return Ok(None);
+        };
+        let (a, b) = (adapter.lora_a.as_tensor(), adapter.lora_b.as_tensor());
+        if !eligible(&[&layer.weight, a, b]) {
+            return Ok(None);
+        }
+        let (out, w_in) = layer.weight.dims2()?;
+        let (r, a_in) = a.dims2()?;
+        if w_in != inp || a_in != inp || b.dims2()? != (out, r) {
+            return Ok(None);
+        }
+        projs.push(Proj {
+            weight: layer.weight.contiguous()?,
+            out,
+            r,
+            scaling: adapter.scaling as f32,
+            offset,
+        });
+        offset += r * inp + out * r;
+        parts.push(a.flatten_all()?);
+        parts.push(b.flatten_all()?);
+    }
+    if projs.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((projs, Tensor::cat(&parts, 0)?)))
+}
+
+/// `x` `[..., in]` through `layers` (each `[out_j, in]` with a plain LoRA adapter) as one op
+/// → `[..., Σ_j out_j]`, the outputs side by side in the order of `layers`; `None` (use the
+/// per-layer ops) when a layer does not qualify ([`plain_adapter`]), a tensor is not f32 on
+/// the CPU, the fused kernels are off, or `x` has a decode step's rows or fewer
+/// ([`GEMV_MAX_ROWS`]).
+pub fn lora_projections(layers: &[&Linear], x: &Tensor) -> Result<Option<Tensor>> {
+    let dims = x.dims().to_vec();
+    let inp = x.dim(candle_core::D::Minus1)?;
+    let rows = x.elem_count() / inp.max(1);
+    if rows <= GEMV_MAX_ROWS || !eligible(&[x]) {
+        return Ok(None);
+    }
+    let Some((projs, pack)) = gather(layers, inp)? else {
+        return Ok(None);
+    };
+    let total: usize = projs.iter().map(|p| p.out).sum();
+    let op = Projections { projs, total };
+    let y = x.reshape((rows, inp))?.contiguous()?.apply_op2(&pack, op)?;
+    let mut out_dims = dims;
+    if let Some(last) = out_dims.last_mut() {
+        *last = total;
+    }
+    Ok(Some(y.reshape(out_dims)?))
+}
+
+/// `residual + layer(pre(x))` with `x` `[..., in]` (`[..., 2·in]` for [`Prologue::SwiGlu`])
+/// and `residual` `[..., out]` → `[..., out]`, one op that keeps neither `pre(x)` nor the
+/// projection's output (see the module docs); `None` as for [`lora_projections`], or when the
+/// shapes do not chain.
+pub fn lora_residual(
+    layer: &Linear,
+    x: &Tensor,
+    residual: &Tensor,
+    pre: Prologue,
+) -> Result<Option<Tensor>> {
+    residual_op(layer, x, residual, pre, true)
+}
+
+/// [`lora_residual`] for a graph that is only backpropagated (a layer recomputed for gradient
+/// checkpointing, whose output only seeds the backward): the forward skips the gate and all
+/// three GEMMs and returns zeros, the backward is [`lora_residual`]'s. `None` as for
+/// [`lora_residual`].
+pub fn lora_residual_backward_only(
+    layer: &Linear,
+    x: &Tensor,
+    residual: &Tensor,
+    pre: Prologue,
+) -> Result<Option<Tensor>> {
+    residual_op(layer, x, residual, pre, false)
+}
+
+/// The shared checks of [`lora_residual`] and [`lora_residual_backward_only`].
+fn residual_op(
+    layer: &Linear,
+    x: &Tensor,
+    residual: &Tensor,
+    pre: Prologue,
+    value: bool,
+) -> Result<Option<Tensor>> {
+    let x_width = x.dim(candle_core::D::Minus1)?;
+    let inp = match pre {
+        Prologue::Identity => x_width,
+        Prologue::SwiGlu if x_width % 2 == 0 => x_width / 2,
+        Prologue::SwiGlu => return Ok(None),
+    };
+    let rows = x.elem_count() / x_width.max(1);
+    let out_dims = residual.dims().to_vec();
+    let out = residual.dim(candle_core::D::Minus1)?;
+    if rows <= GEMV_MAX_ROWS || !eligible(&[x, residual]) || residual.elem_count() != rows * out {
+        return Ok(None);
+    }
+    let Some((mut projs, pack)) = gather(&[layer], inp)? else {
+        return Ok(None);
+    };
+    let Some(proj) = projs.pop() else {
+        return Ok(None);
+    };
+    if proj.out != out {
+        return Ok(None);
+    }
+    let op = Residual { proj, pre, value };
+    let y = x.reshape((rows, x_width))?.contiguous()?.apply_op3(
+        &pack,
+        &residual.reshape((rows, out))?.contiguous()?,
+        op,
+    )?;
+    Ok(Some(y.reshape(out_dims)?))
+}
+
+/// Calls `f` with the f32 elements of `p`'s weight as the products read them at `prec`.
+fn with_weight<R>(
+    p: &Proj,
+    prec: MatmulPrecision,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    with_slice(&p.weight, |w| f(&round_operand(w, prec)))?
+}
+
+/// `h = silu(gate) ⊙ up` `[n, i]` of `gu = [gate | up]` `[n, 2·i]`, rows over the rayon pool.
+fn swiglu_rows(gu: &[f32], i: usize) -> Vec<f32> {
+    let mut h = vec![0f32; gu.len() / 2];
+    h.par_chunks_mut(i)
+        .zip(gu.par_chunks(2 * i))
+        .for_each(|(h, gu)| {
+            let (g, u) = gu.split_at(i);
+            forward_chunk(h, g, u);
+        });
+    h
+}
+
+/// The gradient `[n, 2·i]` of `gu = [gate | up]` from `dh` `[n, i]`, the gradient of
+/// [`swiglu_rows`]'s output.
+fn swiglu_rows_backward(gu: &[f32], dh: &[f32], i: usize) -> Vec<f32> {
+    let mut dgu = vec![0f32; gu.len()];
+    dgu.par_chunks_mut(2 * i)
+        .zip(gu.par_chunks(2 * i).zip(dh.par_chunks(i)))
+        .for_each(|(dgu, (gu, d))| {
+            let (dg, du) = dgu.split_at_mut(i);
+            let (g, u) = gu.split_at(i);
+            backward_chunk(dg, du, g, u, d);
+        });
+    dgu
+}
+
+/// [`lora_projections`]' op; operands `(x [N, in], pack)`.
+struct Projections {
+    projs: Vec<Proj>,
+    /// `Σ out_j`, the output's width.
+    total: usize,
+}
+
+impl CustomOp2 for Projections {
+    fn name(&self) -> &'static str {
+        "fused-lora-projections"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, inp) = l1.shape().dims2()?;
+        let prec = matmul_precision();
+        let x = round_operand(cpu_slice(s1, l1)?, prec);
+        let pack = round_operand(cpu_slice(s2, l2)?, prec);
+        let mut y = vec![0f32; n * self.total];
+        let mut col = 0;
+        for p in &self.projs {
+            with_weight(p, prec, |w| {
+                let m = p.mats(w, &pack, inp);
+                project_into(&m, (n, inp), &x, &mut y[col..], self.total, false, prec)
+            })?;
+            col += p.out;
+        }
+        Ok((CpuStorage::F32(y), Shape::from((n, self.total))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        pack: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (n, inp) = x.dims2()?;
+        let (want_x, want_pack) = (x.track_op(), pack.track_op());
+        let prec = matmul_precision();
+        let (dx, dpack) = with_slice(x, |xs| {
+            with_slice(pack, |ps| {
+                with_slice(grad, |gs| -> candle_core::Result<_> {
+                    let (xs, ps, gs) = (
+                        round_operand(xs, prec),
+                        round_operand(ps, prec),
+                        round_operand(gs, prec),
+                    );
+                    let mut dx = want_x.then(|| vec![0f32; n * inp]);
+                    let mut dpack = want_pack.then(|| vec![0f32; ps.len()]);
+                    let mut col = 0;
+                    for (j, p) in self.projs.iter().enumerate() {
+                        with_weight(p, prec, |w| {
+                            project_backward(
+                                &p.mats(w, &ps, inp),
+                                (n, inp),
+                                &xs,
+                                (&gs[col..], self.total),
+                                dx.as_deref_mut().map(|d| (d, j > 0)),
+                                dpack.as_deref_mut().map(|d| p.grads(d, inp)),
+                                prec,
+                            )
+                        })?;
+                        col += p.out;
+                    }
+                    Ok((dx, dpack))
+                })
+            })
+        })????;
+        let dev = x.device();
+        Ok((
+            dx.map(|v| Tensor::from_vec(v, (n, inp), dev)).transpose()?,
+            dpack
+                .map(|v| Tensor::from_vec(v, pack.shape(), dev))
+                .transpose()?,
+        ))
+    }
+}
+
+/// [`lora_residual`]'s op; operands `(x, pack, residual)`.
+struct Residual {
+    proj: Proj,
+    pre: Prologue,
+    /// Whether the forward computes the value (else it returns zeros).
+    value: bool,
+}
+
+impl Residual {
+    /// The projection's input width for an operand `x` `width` wide.
+    fn inp(&self, width: usize) -> usize {
+        match self.pre {
+            Prologue::Identity => width,
+            Prologue::SwiGlu => width / 2,
+        }
+    }
+
+    /// `pre(x)` for `x` `[n, width]`, rounded to `prec` as the products read it.
+    fn prologue<'a>(
+        &self,
+        x: &'a [f32],
+        inp: usize,
+        prec: MatmulPrecision,
+    ) -> std::borrow::Cow<'a, [f32]> {
+        match self.pre {
+            Prologue::Identity => round_operand(x, prec),
+            Prologue::SwiGlu => {
+                let h = swiglu_rows(x, inp);
+                if prec == MatmulPrecision::F32 {
+                    std::borrow::Cow::Owned(h)
+                } else {
+                    std::borrow::Cow::Owned(round_operand(&h, prec).into_owned())
+                }
+            }
+        }
+    }
+}
+
+impl CustomOp3 for Residual {
+    fn name(&self) -> &'static str {
+        "fused-lora-residual"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, width) = l1.shape().dims2()?;
+        let (rn, out) = l3.shape().dims2()?;
+        if rn != n || out != self.proj.out {
+            candle_core::bail!("fused-lora-residual: residual {rn}×{out}, input {n} rows");
+        }
+        if !self.value {
+            return Ok((CpuStorage::F32(vec![0f32; n * out]), Shape::from((n, out))));
+        }
+        let inp = self.inp(width);
+        let prec = matmul_precision();
+        let h = self.prologue(cpu_slice(s1, l1)?, inp, prec);
+        let pack = round_operand(cpu_slice(s2, l2)?, prec);
+        let mut y = cpu_slice(s3, l3)?.to_vec();
+        with_weight(&self.proj, prec, |w| {
+            let m = self.proj.mats(w, &pack, inp);
+            project_into(&m, (n, inp), &h, &mut y, out, true, prec)
+        })?;
+        Ok((CpuStorage::F32(y), Shape::from((n, out))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        pack: &Tensor,
+        residual: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, width) = x.dims2()?;
+        let inp = self.inp(width);
+        let out = self.proj.out;
+        let (want_x, want_pack) = (x.track_op(), pack.track_op());
+        let prec = matmul_precision();
+        let (dx, dpack) = with_slice(x, |xs| {
+            with_slice(pack, |ps| {
+                with_slice(grad, |gs| -> candle_core::Result<_> {
+                    let h = self.prologue(xs, inp, prec);
+                    let (ps, gs) = (round_operand(ps, prec), round_operand(gs, prec));
+                    let mut dh = want_x.then(|| vec![0f32; n * inp]);
+                    let mut dpack = want_pack.then(|| vec![0f32; ps.len()]);
+                    with_weight(&self.proj, prec, |w| {
+                        project_backward(
+                            &self.proj.mats(w, &ps, inp),
+                            (n, inp),
+                            &h,
+                            (&gs, out),
+                            dh.as_deref_mut().map(|d| (d, false)),
+                            dpack.as_deref_mut().map(|d| self.proj.grads(d, inp)),
+                            prec,
+                        )
+                    })?;
+                    let dx = match (self.pre, dh) {
+                        (Prologue::SwiGlu, Some(dh)) => Some(swiglu_rows_backward(xs, &dh, inp)),
+                        (_, dh) => dh,
+                    };
+                    Ok((dx, dpack))
+                })
+            })
+        })????;
+        let dev = x.device();
+        Ok((
+            dx.map(|v| Tensor::from_vec(v, (n, width), dev))
+                .transpose()?,
+            dpack
+                .map(|v| Tensor::from_vec(v, pack.shape(), dev))
+                .transpose()?,
+            residual.track_op().then(|| grad.clone()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::precision::{with_matmul_precision, MatmulPrecision};
+    use crate::kernels::{rel_err, test_tensor, with_fused};
+    use candle_core::Var;
+
+    /// A `[out, inp]` layer with a plain LoRA adapter of rank `r` (both matrices non-zero),
+    /// seeded by `seed`.
+    fn lora_layer(out: usize, inp: usize, r: usize, scaling: f64, seed: u32) -> Linear {
+        let var = |shape: &[usize], s: u32| {
+            Var::from_tensor(&test_tensor(shape, s)).unwrap_or_else(|e| panic!("var: {e}"))
+        };
+        Linear {
+            weight: test_tensor(&[out, inp], seed),
+            bias: None,
+            adapter: Some(LoraAdapter {
+                lora_a: var(&[r, inp], seed + 1),
+                lora_b: var(&[out, r], seed + 2),
+                scaling,
+                dropout: 0.0,
+                training: true,
+                dropout_seed: 0,
+                variant: LoraVariant::Plain,
+            }),
+            quantized: None,
+        }
+    }
+
+    fn adapter(l: &Linear) -> &LoraAdapter {
+        l.adapter
+            .as_ref()
+            .unwrap_or_else(|| panic!("layer without adapter"))
+    }
+
+    /// `x·Wᵀ + s·(x·Aᵀ)·Bᵀ` by candle's tensor ops.
+    fn reference(l: &Linear, x: &Tensor) -> Result<Tensor> {
+        let a = adapter(l);
+        let lr = x
+            .matmul(&a.lora_a.as_tensor().t()?)?
+            .matmul(&a.lora_b.as_tensor().t()?)?;
+        Ok((x.matmul(&l.weight.t()?)? + (lr * a.scaling)?)?)
+    }
+
+    /// The gradients of `tensors` after backpropagating `sum(y ⊙ g)`.
+    fn grads(y: &Tensor, g: &Tensor, tensors: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let store = (y * g)?.sum_all()?.backward()?;
+        tensors
+            .iter()
+            .map(|t| {
+                store
+                    .get(t)
+                    .cloned()
+                    .ok_or_else(|| candle_core::Error::Msg("missing gradient".into()).into())
+            })
+            .collect()
+    }
+
+    /// Gate and up (ranks 4 and 3, different scalings) as one op against the tensor ops,
+    /// f32: the output and the gradients of x and of every A and B within 1e-5 relative
+    /// (max |Δ| / max |reference|).
+    #[test]
+    fn projections_match_the_tensor_ops() -> Result<()> {
+        let (n, inp) = (37, 24);
+        let gate = lora_layer(40, inp, 4, 2.0, 10);
+        let up = lora_layer(40, inp, 3, 0.5, 20);
+        let x = Var::from_tensor(&test_tensor(&[n, inp], 1))?;
+        let g = test_tensor(&[n, 80], 2);
+        let y = with_fused(true, || lora_projections(&[&gate, &up], x.as_tensor()))?
+            .ok_or_else(|| candle_core::Error::Msg("not eligible".into()))?;
+        let y_ref = Tensor::cat(
+            &[
+                reference(&gate, x.as_tensor())?,
+                reference(&up, x.as_tensor())?,
+            ],
+            1,
+        )?;
+        let e = rel_err(&y, &y_ref);
+        assert!(e < 1e-5, "y differs by {e}");
+        let (ga, ua) = (adapter(&gate), adapter(&up));
+        let wrt = [
+            x.as_tensor(),
+            ga.lora_a.as_tensor(),
+            ga.lora_b.as_tensor(),
+            ua.lora_a.as_tensor(),
+            ua.lora_b.as_tensor(),
+        ];
+        let fused = grads(&y, &g, &wrt)?;
+        let plain = grads(&y_ref, &g, &wrt)?;
+        for (i, (p, q)) in fused.iter().zip(&plain).enumerate() {
+            let e = rel_err(p, q);
+            assert!(e < 1e-5, "gradient {i} differs by {e}");
+        }
+        Ok(())
+    }
+
+    /// `res + down(silu(gate) ⊙ up)` from `[gate | up]` against the tensor ops, f32: the
+    /// value and the gradients of `[gate | up]`, A, B and the residual within 1e-5 relative.
+    /// The backward-only variant returns zeros and exactly the same gradients.
+    #[test]
+    fn swiglu_residual_matches_the_tensor_ops() -> Result<()> {
+        let (n, i, c) = (37, 32, 20);
+        let down = lora_layer(c, i, 4, 2.0, 30);
+        let gu = Var::from_tensor(&(test_tensor(&[n, 2 * i], 3) * 3.0)?)?;
+        let res = Var::from_tensor(&test_tensor(&[n, c], 4))?;
+        let g = test_tensor(&[n, c], 5);
+        let (gut, rt) = (gu.as_tensor(), res.as_tensor());
+        let y = with_fused(true, || lora_residual(&down, gut, rt, Prologue::SwiGlu))?
+            .ok_or_else(|| candle_core::Error::Msg("not eligible".into()))?;
+        let h = (gut.narrow(1, 0, i)?.silu()? * gut.narrow(1, i, i)?)?;
+        let y_ref = (rt + reference(&down, &h)?)?;
+        let e = rel_err(&y, &y_ref);
+        assert!(e < 1e-5, "y differs by {e}");
+        let a = adapter(&down);
+        let wrt = [gut, a.lora_a.as_tensor(), a.lora_b.as_tensor(), rt];
+        let fused = grads(&y, &g, &wrt)?;
+        let plain = grads(&y_ref, &g, &wrt)?;
+        for (k, (p, q)) in fused.iter().zip(&plain).enumerate() {
+            let e = rel_err(p, q);
+            assert!(e < 1e-5, "gradient {k} differs by {e}");
+        }
+        let z = with_fused(true, || {
+            lora_residual_backward_only(&down, gut, rt, Prologue::SwiGlu)
+        })?
+        .ok_or_else(|| candle_core::Error::Msg("not eligible".into()))?;
+        assert_eq!(z.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+        for (p, q) in grads(&z, &g, &wrt)?.iter().zip(&fused) {
+            assert_eq!(rel_err(p, q), 0.0);
+        }
+        Ok(())
+    }
+
+    /// `res + o_proj(x)` (no prologue) against the tensor ops, f32, within 1e-5 relative; a
+    /// frozen residual and a frozen input get no gradient, the adapter still does.
+    #[test]
+    fn identity_residual_matches_the_tensor_ops() -> Result<()> {
+        let (n, inp, c) = (29, 16, 24);
+        let o = lora_layer(c, inp, 2, 1.5, 40);
+        let x = Var::from_tensor(&test_tensor(&[n, inp], 6))?;
+        let res = Var::from_tensor(&test_tensor(&[n, c], 7))?;
+        let g = test_tensor(&[n, c], 8);
+        let (xt, rt) = (x.as_tensor(), res.as_tensor());
+        let y = with_fused(true, || lora_residual(&o, xt, rt, Prologue::Identity))?
+            .ok_or_else(|| candle_core::Error::Msg("not eligible".into()))?;
+        let y_ref = (rt + reference(&o, xt)?)?;
+        assert!(rel_err(&y, &y_ref) < 1e-5);
+        let a = adapter(&o);
+        let wrt = [xt, a.lora_a.as_tensor(), a.lora_b.as_tensor(), rt];
+        for (p, q) in grads(&y, &g, &wrt)?.iter().zip(&grads(&y_ref, &g, &wrt)?) {
+            let e = rel_err(p, q);
+            assert!(e < 1e-5, "gradient differs by {e}");
+        }
+        let (xd, rd) = (xt.detach(), rt.detach());
+        let y = with_fused(true, || lora_residual(&o, &xd, &rd, Prologue::Identity))?
+            .ok_or_else(|| candle_core::Error::Msg("not eligible".into()))?;
+        let store = (&y * &g)?.sum_all()?.backward()?;
+        assert!(store.get(&xd).is_none() && store.get(&rd).is_none());
+        let da = store
+            .get(a.lora_a.as_tensor())
+            .ok_or_else(|| candle_core::Error::Msg("missing dA".into()))?;
+        let da_ref = &grads(&y_ref, &g, &wrt)?[1];
+        assert!(rel_err(da, da_ref) < 1e-5);
+        Ok(())
+    }
+
+    /// bf16 mixed precision: the whole MLP block (gate and up as one op, then the gate,
+    /// `down_proj` and the residual) equals the per-projection fused ops
+    /// ([`crate::kernels::lora::lora_linear`] and [`crate::kernels::swiglu::swiglu`]), which
+    /// round the same operands to bf16, within 1e-5 relative (summation order) for the value
+    /// and every gradient; and the rounding is applied (the result differs from f32's).
+    #[test]
+    fn bf16_block_rounds_as_the_per_projection_ops() -> Result<()> {
+        use crate::kernels::{lora::lora_linear, swiglu::swiglu};
+        let (n, c, i) = (33, 24, 40);
+        let gate = lora_layer(i, c, 4, 2.0, 50);
+        let up = lora_layer(i, c, 4, 2.0, 60);
+        let down = lora_layer(c, i, 4, 2.0, 70);
+        let x = Var::from_tensor(&test_tensor(&[n, c], 9))?;
+        let res = Var::from_tensor(&test_tensor(&[n, c], 10))?;
+        let g = test_tensor(&[n, c], 11);
+        let (xt, rt) = (x.as_tensor(), res.as_tensor());
+        let block = || -> Result<Tensor> {
+            let gu = lora_projections(&[&gate, &up], xt)?
+                .ok_or_else(|| candle_core::Error::Msg("projections not eligible".into()))?;
+            lora_residual(&down, &gu, rt, Prologue::SwiGlu)?
+                .ok_or_else(|| candle_core::Error::Msg("residual not eligible".into()).into())
+        };
+        let per_op = || -> Result<Tensor> {
+            let proj = |l: &Linear, x: &Tensor| -> Result<Tensor> {
+                let a = adapter(l);
+                lora_linear(
+                    x,
+                    &l.weight,
+                    a.lora_a.as_tensor(),
+                    a.lora_b.as_tensor(),
+                    2.0,
+                )?
+                .ok_or_else(|| candle_core::Error::Msg("lora not eligible".into()).into())
+            };
+            let h = swiglu(&proj(&gate, xt)?, &proj(&up, xt)?)?
+                .ok_or_else(|| candle_core::Error::Msg("swiglu not eligible".into()))?;
+            Ok((rt + proj(&down, &h)?)?)
+        };
+        let wrt: Vec<&Tensor> = [&gate, &up, &down]
+            .iter()
+            .flat_map(|l| {
+                let a = adapter(l);
+                [a.lora_a.as_tensor(), a.lora_b.as_tensor()]
+            })
+            .chain([xt, rt])
+            .collect();
+        let bf16 = |f: &dyn Fn() -> Result<Tensor>| -> Result<(Tensor, Vec<Tensor>)> {
+            with_matmul_precision(MatmulPrecision::Bf16, || {
+                with_fused(true, || {
+                    let y = f()?;
+                    let gs = grads(&y, &g, &wrt)?;
+                    Ok((y, gs))
+                })
+            })
+        };
+        let (y, gs) = bf16(&block)?;
+        let (y_ref, gs_ref) = bf16(&per_op)?;
+        let e = rel_err(&y, &y_ref);
+        assert!(e < 1e-5, "bf16 block value differs by {e}");
+        for (k, (p, q)) in gs.iter().zip(&gs_ref).enumerate() {
+            let e = rel_err(p, q);
+            assert!(e < 1e-5, "bf16 block gradient {k} differs by {e}");
+        }
+        let y32 = with_fused(true, block)?;
+        assert!(rel_err(&y, &y32) > 1e-5, "bf16 value equals f32's");
+        Ok(())
+    }
+}
