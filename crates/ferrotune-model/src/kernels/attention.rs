@@ -6,7 +6,10 @@
 //! `O = softmax(Q·Kᵀ·scale + M)·V` per query head, `M` the additive mask of
 //! [`crate::layers::attention_bias`]. Query head `h` reads key/value head `h / (H/K)` (GQA,
 //! Ainslie et al. 2023), without copying keys or values. Everything is read and written in
-//! the `[B, T, heads, D]` layout of the projections, so no transpose is needed around it.
+//! the layout of the projections, so no transpose is needed around it: three tensors
+//! `[B, T, heads, D]` ([`causal_attention`]) or one `[B, T, (H + 2·K)·D]` holding each
+//! position's query, key and value heads side by side ([`causal_attention_packed`], whose
+//! gradient comes back in the same layout); the output is `[B, T, H, D]`.
 //!
 //! Forward, per (row b, head h, block of `BQ` queries), over key tiles of `BK` up to the
 //! block's last query (keys after a query are skipped: the mask is causal): scores
@@ -27,7 +30,7 @@
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 use super::exp::exp_f32;
@@ -56,21 +59,15 @@ pub fn causal_attention(
     }
     let (b, t, h, d) = q.dims4()?;
     let (kb, kt, kh, kd) = k.dims4()?;
-    let (mb, m1, mt, ms) = mask.dims4()?;
     let shapes_fit = (kb, kt, kd) == (b, t, d)
         && kh > 0
         && h % kh == 0
         && v.dims() == k.dims()
-        && (mb == b || mb == 1)
-        && (m1, mt, ms) == (1, t, t);
+        && mask_fits(mask, b, t)?;
     if !shapes_fit {
         return Ok(None);
     }
-    let op = AttentionOp {
-        mask: mask.contiguous()?,
-        scale: scale as f32,
-        lse: Mutex::new(Vec::new()),
-    };
+    let op = AttentionOp::new(mask, scale, (h, kh))?;
     Ok(Some(q.contiguous()?.apply_op3(
         &k.contiguous()?,
         &v.contiguous()?,
@@ -78,17 +75,83 @@ pub fn causal_attention(
     )?))
 }
 
-/// The op; operands `(q, k, v)`.
+/// [`causal_attention`] on the projections side by side: `qkv` `[B, T, (H + 2·K)·D]`, each
+/// position's H query heads, then K key heads, then K value heads (as
+/// [`crate::kernels::lora_block::lora_projections_rope`] writes them) → `[B, T, H, D]`, with
+/// the gradient of `qkv` in the same layout (no split, copy or sum of per-part gradients).
+/// `None` as for [`causal_attention`], or when `H` is not a multiple of `K` or the width is
+/// not `(H + 2·K)·D` for a whole `D`.
+pub fn causal_attention_packed(
+    qkv: &Tensor,
+    (h, kv): (usize, usize),
+    mask: &Tensor,
+    scale: f64,
+) -> Result<Option<Tensor>> {
+    if !eligible(&[qkv, mask]) || qkv.rank() != 3 || mask.rank() != 4 {
+        return Ok(None);
+    }
+    let (b, t, width) = qkv.dims3()?;
+    let shapes_fit = kv > 0 && h % kv == 0 && width % (h + 2 * kv) == 0 && mask_fits(mask, b, t)?;
+    if !shapes_fit {
+        return Ok(None);
+    }
+    let op = AttentionOp::new(mask, scale, (h, kv))?;
+    Ok(Some(qkv.contiguous()?.apply_op1(op)?))
+}
+
+/// Whether `mask` (rank 4) is `[B or 1, 1, T, T]` for `b` rows of `t` positions.
+fn mask_fits(mask: &Tensor, b: usize, t: usize) -> Result<bool> {
+    let (mb, m1, mt, ms) = mask.dims4()?;
+    Ok((mb == b || mb == 1) && (m1, mt, ms) == (1, t, t))
+}
+
+/// The op; operands `(q, k, v)` ([`causal_attention`]) or `qkv` ([`causal_attention_packed`]).
 struct AttentionOp {
     /// `[B or 1, 1, T, T]` f32 contiguous.
     mask: Tensor,
     scale: f32,
     /// `[B, H, T]` log-sum-exp of every score row, written by the forward.
     lse: Mutex<Vec<f32>>,
+    /// (H, K).
+    heads: (usize, usize),
 }
 
 /// `(q, k, v, o, dO)` of a backward, all in the `[B, T, heads, D]` layout.
 type Operands<'a> = (&'a [f32], &'a [f32], &'a [f32], &'a [f32], &'a [f32]);
+
+/// Where queries, keys and values sit in the buffers they are read from (and their
+/// gradients written to): values per position of each, and where key and value head 0 of
+/// position 0 start.
+#[derive(Clone, Copy)]
+struct Packing {
+    q_stride: usize,
+    kv_stride: usize,
+    k_base: usize,
+    v_base: usize,
+}
+
+impl Packing {
+    /// Three tensors `[B, T, H, D]`, `[B, T, K, D]`, `[B, T, K, D]`.
+    fn separate(h: usize, kv: usize, d: usize) -> Self {
+        Packing {
+            q_stride: h * d,
+            kv_stride: kv * d,
+            k_base: 0,
+            v_base: 0,
+        }
+    }
+
+    /// One tensor `[B, T, (H + 2·K)·D]`: queries, keys, values side by side.
+    fn packed(h: usize, kv: usize, d: usize) -> Self {
+        let width = (h + 2 * kv) * d;
+        Packing {
+            q_stride: width,
+            kv_stride: width,
+            k_base: h * d,
+            v_base: (h + kv) * d,
+        }
+    }
+}
 
 /// Sizes of one call.
 #[derive(Clone, Copy)]
@@ -100,13 +163,26 @@ struct Dims {
     d: usize,
     /// Whether the mask has one `[T, T]` plane per row (else one for all).
     mask_per_row: bool,
+    /// The layout of q, k and v.
+    packing: Packing,
 }
 
 impl Dims {
-    fn of(q: &Shape, k: &Shape, mask: &Shape) -> candle_core::Result<Self> {
-        let (b, t, h, d) = q.dims4()?;
-        let (_, _, kv, _) = k.dims4()?;
-        let (mb, _, _, _) = mask.dims4()?;
+    /// Sizes of `op` on an input of `shape`: `qkv` `[B, T, (H + 2·K)·D]` (rank 3) or `q`
+    /// `[B, T, H, D]` (rank 4, keys and values separate).
+    fn of(op: &AttentionOp, shape: &Shape) -> candle_core::Result<Self> {
+        let (h, kv) = op.heads;
+        let (mb, _, _, _) = op.mask.dims4()?;
+        let (b, t, d, packing) = match shape.dims() {
+            &[b, t, width] => {
+                let d = width / (h + 2 * kv);
+                (b, t, d, Packing::packed(h, kv, d))
+            }
+            _ => {
+                let (b, t, _, d) = shape.dims4()?;
+                (b, t, d, Packing::separate(h, kv, d))
+            }
+        };
         Ok(Dims {
             b,
             t,
@@ -114,12 +190,28 @@ impl Dims {
             kv,
             d,
             mask_per_row: mb == b && b > 1,
+            packing,
         })
     }
 
-    /// Offset of `(row, position, head)` in a `[B, T, heads, D]` tensor.
-    fn at(&self, row: usize, pos: usize, head: usize, heads: usize) -> usize {
-        ((row * self.t + pos) * heads + head) * self.d
+    /// Offset of query head `head` of `(row, pos)`.
+    fn q_at(&self, row: usize, pos: usize, head: usize) -> usize {
+        (row * self.t + pos) * self.packing.q_stride + head * self.d
+    }
+
+    /// Offset of key head `kvh` of `(row, pos)`.
+    fn k_at(&self, row: usize, pos: usize, kvh: usize) -> usize {
+        self.packing.k_base + (row * self.t + pos) * self.packing.kv_stride + kvh * self.d
+    }
+
+    /// Offset of value head `kvh` of `(row, pos)`.
+    fn v_at(&self, row: usize, pos: usize, kvh: usize) -> usize {
+        self.packing.v_base + (row * self.t + pos) * self.packing.kv_stride + kvh * self.d
+    }
+
+    /// Offset of head `head` of `(row, pos)` in the output `[B, T, H, D]` (and its gradient).
+    fn o_at(&self, row: usize, pos: usize, head: usize) -> usize {
+        ((row * self.t + pos) * self.h + head) * self.d
     }
 
     /// The mask from query `i`, key `j` of batch row `row` on: row `r` below query `i` starts
@@ -146,18 +238,17 @@ fn tile_scores(
     (j0, nk): (usize, usize),
     s: &mut [f32],
 ) -> candle_core::Result<()> {
-    let (h, kv, d) = (dims.h, dims.kv, dims.d);
     let q_blk = Mat {
-        data: &q[dims.at(row, i0, head, h)..],
-        rs: h * d,
+        data: &q[dims.q_at(row, i0, head)..],
+        rs: dims.packing.q_stride,
         cs: 1,
     };
     let k_t = Mat {
-        data: &k[dims.at(row, j0, kvh, kv)..],
+        data: &k[dims.k_at(row, j0, kvh)..],
         rs: 1,
-        cs: kv * d,
+        cs: dims.packing.kv_stride,
     };
-    gemm(m, nk, d, s, BK, false, q_blk, k_t, scale, false)?;
+    gemm(m, nk, dims.d, s, BK, false, q_blk, k_t, scale, false)?;
     let mask = dims.mask_from(mask, row, i0, j0);
     mask_tile(s, mask, dims.t, (i0, j0), m, nk);
     Ok(())
@@ -261,8 +352,8 @@ impl AttentionOp {
             tile_scores(dims, q, k, mask, self.scale, ids, (i0, m), (j0, nk), &mut s)?;
             softmax_tile(&mut s, nk, &mut mx, &mut l, &mut o, d);
             let v_tile = Mat {
-                data: &v[dims.at(row, j0, kvh, kv)..],
-                rs: kv * d,
+                data: &v[dims.v_at(row, j0, kvh)..],
+                rs: dims.packing.kv_stride,
                 cs: 1,
             };
             gemm(
@@ -309,7 +400,7 @@ impl AttentionOp {
         // rowsum(dO ⊙ O) per query.
         let delta: Vec<f32> = (0..t)
             .map(|i| {
-                let at = dims.at(row, i, head, h);
+                let at = dims.o_at(row, i, head);
                 g[at..at + d]
                     .iter()
                     .zip(&o[at..at + d])
@@ -323,12 +414,12 @@ impl AttentionOp {
             let m = BQ.min(t - i0);
             let i1 = i0 + m;
             let q_blk = Mat {
-                data: &q[dims.at(row, i0, head, h)..],
-                rs: h * d,
+                data: &q[dims.q_at(row, i0, head)..],
+                rs: dims.packing.q_stride,
                 cs: 1,
             };
             let g_blk = Mat {
-                data: &g[dims.at(row, i0, head, h)..],
+                data: &g[dims.o_at(row, i0, head)..],
                 rs: h * d,
                 cs: 1,
             };
@@ -344,15 +435,15 @@ impl AttentionOp {
                 };
                 gemm(nk, d, m, &mut dv[j0 * d..], d, true, p_t, g_blk, 1.0, false)?;
                 let v_t = Mat {
-                    data: &v[dims.at(row, j0, kvh, kv)..],
+                    data: &v[dims.v_at(row, j0, kvh)..],
                     rs: 1,
-                    cs: kv * d,
+                    cs: dims.packing.kv_stride,
                 };
                 gemm(m, nk, d, &mut dp, BK, false, g_blk, v_t, 1.0, false)?;
                 ds_tile(&mut dp, &p, nk, &delta[i0..i1]);
                 let k_tile = Mat {
-                    data: &k[dims.at(row, j0, kvh, kv)..],
-                    rs: kv * d,
+                    data: &k[dims.k_at(row, j0, kvh)..],
+                    rs: dims.packing.kv_stride,
                     cs: 1,
                 };
                 let ds = Mat::rows(&dp, BK);
@@ -391,6 +482,139 @@ impl AttentionOp {
     }
 }
 
+impl AttentionOp {
+    /// The op for `mask`, `scale` and `(H, K)` heads, with no log-sum-exp yet.
+    fn new(mask: &Tensor, scale: f64, heads: (usize, usize)) -> Result<Self> {
+        Ok(AttentionOp {
+            mask: mask.contiguous()?,
+            scale: scale as f32,
+            lse: Mutex::new(Vec::new()),
+            heads,
+        })
+    }
+
+    /// The forward over all (row, head, query block) tasks: the output `[B, T, H, D]`; the
+    /// log-sum-exp goes to `self.lse`. `q`, `k`, `v` are read at `dims`' packing (the same
+    /// slice when packed).
+    fn forward(
+        &self,
+        dims: &Dims,
+        (q, k, v): (&[f32], &[f32], &[f32]),
+    ) -> candle_core::Result<Vec<f32>> {
+        let (m_storage, m_layout) = self.mask.storage_and_layout();
+        let Storage::Cpu(m_cpu) = &*m_storage else {
+            candle_core::bail!("fused-causal-attention: mask must be on the CPU");
+        };
+        let mask = cpu_slice(m_cpu, m_layout)?;
+        let (b, t, h, d) = (dims.b, dims.t, dims.h, dims.d);
+        let blocks = t.div_ceil(BQ);
+        let results: Vec<(Vec<f32>, Vec<f32>)> = (0..b * h * blocks)
+            .into_par_iter()
+            .map(|task| {
+                let (rh, blk) = (task / blocks, task % blocks);
+                self.forward_block(dims, q, k, v, mask, (rh / h, rh % h), blk * BQ)
+            })
+            .collect::<candle_core::Result<_>>()?;
+        let mut y = vec![0f32; b * t * h * d];
+        let mut lse = vec![0f32; b * h * t];
+        for (task, (o, l)) in results.iter().enumerate() {
+            let (rh, blk) = (task / blocks, task % blocks);
+            let (row, head, i0) = (rh / h, rh % h, blk * BQ);
+            for (r, orow) in o.chunks_exact(d).enumerate() {
+                let at = dims.o_at(row, i0 + r, head);
+                y[at..at + d].copy_from_slice(orow);
+            }
+            lse[rh * t + i0..rh * t + i0 + l.len()].copy_from_slice(l);
+        }
+        match self.lse.lock() {
+            Ok(mut slot) => *slot = lse,
+            Err(_) => candle_core::bail!("fused-causal-attention: poisoned lock"),
+        }
+        Ok(y)
+    }
+
+    /// The backward of every (row, head): `dQ`, and the `dK`, `dV` contributions of each
+    /// query head, as [`AttentionOp::backward_head`] returns them.
+    fn backward(
+        &self,
+        dims: &Dims,
+        (q, k, v): (&Tensor, &Tensor, &Tensor),
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Vec<[Vec<f32>; 3]>> {
+        let (b, t, h) = (dims.b, dims.t, dims.h);
+        let lse = match self.lse.lock() {
+            Ok(l) => l.clone(),
+            Err(_) => candle_core::bail!("fused-causal-attention: poisoned lock"),
+        };
+        if lse.len() != b * h * t {
+            candle_core::bail!("fused-causal-attention: backward before forward");
+        }
+        with_slice(q, |qs| {
+            with_slice(k, |ks| {
+                with_slice(v, |vs| {
+                    with_slice(res, |os| {
+                        with_slice(grad, |gs| {
+                            with_slice(&self.mask, |mask| {
+                                (0..b * h)
+                                    .into_par_iter()
+                                    .map(|rh| {
+                                        self.backward_head(
+                                            dims,
+                                            (qs, ks, vs, os, gs),
+                                            mask,
+                                            &lse,
+                                            (rh / h, rh % h),
+                                        )
+                                    })
+                                    .collect::<candle_core::Result<Vec<_>>>()
+                            })
+                        })
+                    })
+                })
+            })
+        })??????
+    }
+}
+
+/// Writes the per-head gradients of [`AttentionOp::backward`] at `dims`' packing: `dQ` into
+/// `dq`, the `dK`, `dV` contributions summed into `dkv` when given (separate tensors), else
+/// into `dq` too (the packed layout).
+fn scatter(
+    dims: &Dims,
+    per_head: &[[Vec<f32>; 3]],
+    dq: &mut [f32],
+    mut dkv: Option<(&mut [f32], &mut [f32])>,
+) {
+    let (t, h, d) = (dims.t, dims.h, dims.d);
+    let n_rep = h / dims.kv;
+    let add = |dst: &mut [f32], src: &[f32]| {
+        for (a, x) in dst.iter_mut().zip(src) {
+            *a += x;
+        }
+    };
+    for (rh, [hq, hk, hv]) in per_head.iter().enumerate() {
+        let (row, head) = (rh / h, rh % h);
+        let kvh = head / n_rep;
+        for i in 0..t {
+            let src = i * d..(i + 1) * d;
+            let at = dims.q_at(row, i, head);
+            dq[at..at + d].copy_from_slice(&hq[src.clone()]);
+            let (ka, va) = (dims.k_at(row, i, kvh), dims.v_at(row, i, kvh));
+            match dkv.as_mut() {
+                Some((dk, dv)) => {
+                    add(&mut dk[ka..ka + d], &hk[src.clone()]);
+                    add(&mut dv[va..va + d], &hv[src]);
+                }
+                None => {
+                    add(&mut dq[ka..ka + d], &hk[src.clone()]);
+                    add(&mut dq[va..va + d], &hv[src]);
+                }
+            }
+        }
+    }
+}
+
 impl CustomOp3 for AttentionOp {
     fn name(&self) -> &'static str {
         "fused-causal-attention"
@@ -405,37 +629,9 @@ impl CustomOp3 for AttentionOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dims = Dims::of(l1.shape(), l2.shape(), self.mask.shape())?;
-        let (q, k, v) = (cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?);
-        let (m_storage, m_layout) = self.mask.storage_and_layout();
-        let Storage::Cpu(m_cpu) = &*m_storage else {
-            candle_core::bail!("fused-causal-attention: mask must be on the CPU");
-        };
-        let mask = cpu_slice(m_cpu, m_layout)?;
-        let (b, t, h, d) = (dims.b, dims.t, dims.h, dims.d);
-        let blocks = t.div_ceil(BQ);
-        let results: Vec<(Vec<f32>, Vec<f32>)> = (0..b * h * blocks)
-            .into_par_iter()
-            .map(|task| {
-                let (rh, blk) = (task / blocks, task % blocks);
-                self.forward_block(&dims, q, k, v, mask, (rh / h, rh % h), blk * BQ)
-            })
-            .collect::<candle_core::Result<_>>()?;
-        let mut y = vec![0f32; b * t * h * d];
-        let mut lse = vec![0f32; b * h * t];
-        for (task, (o, l)) in results.iter().enumerate() {
-            let (rh, blk) = (task / blocks, task % blocks);
-            let (row, head, i0) = (rh / h, rh % h, blk * BQ);
-            for (r, orow) in o.chunks_exact(d).enumerate() {
-                let at = dims.at(row, i0 + r, head, h);
-                y[at..at + d].copy_from_slice(orow);
-            }
-            lse[rh * t + i0..rh * t + i0 + l.len()].copy_from_slice(l);
-        }
-        match self.lse.lock() {
-            Ok(mut slot) => *slot = lse,
-            Err(_) => candle_core::bail!("fused-causal-attention: poisoned lock"),
-        }
+        let dims = Dims::of(self, l1.shape())?;
+        let qkv = (cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?);
+        let y = self.forward(&dims, qkv)?;
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -447,67 +643,53 @@ impl CustomOp3 for AttentionOp {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dims = Dims::of(q.shape(), k.shape(), self.mask.shape())?;
-        let (b, t, h, kv, d) = (dims.b, dims.t, dims.h, dims.kv, dims.d);
-        let lse = match self.lse.lock() {
-            Ok(l) => l.clone(),
-            Err(_) => candle_core::bail!("fused-causal-attention: poisoned lock"),
-        };
-        if lse.len() != b * h * t {
-            candle_core::bail!("fused-causal-attention: backward before forward");
-        }
-        let per_head = with_slice(q, |qs| {
-            with_slice(k, |ks| {
-                with_slice(v, |vs| {
-                    with_slice(res, |os| {
-                        with_slice(grad, |gs| {
-                            with_slice(&self.mask, |mask| {
-                                (0..b * h)
-                                    .into_par_iter()
-                                    .map(|rh| {
-                                        self.backward_head(
-                                            &dims,
-                                            (qs, ks, vs, os, gs),
-                                            mask,
-                                            &lse,
-                                            (rh / h, rh % h),
-                                        )
-                                    })
-                                    .collect::<candle_core::Result<Vec<_>>>()
-                            })
-                        })
-                    })
-                })
-            })
-        })???????;
-        let mut dq = vec![0f32; b * t * h * d];
-        let mut dk = vec![0f32; b * t * kv * d];
-        let mut dv = vec![0f32; b * t * kv * d];
-        let n_rep = h / kv;
-        for (rh, [hq, hk, hv]) in per_head.iter().enumerate() {
-            let (row, head) = (rh / h, rh % h);
-            let kvh = head / n_rep;
-            for i in 0..t {
-                let src = i * d..(i + 1) * d;
-                let at = dims.at(row, i, head, h);
-                dq[at..at + d].copy_from_slice(&hq[src.clone()]);
-                let at = dims.at(row, i, kvh, kv);
-                for ((a, x), (c, y)) in dk[at..at + d]
-                    .iter_mut()
-                    .zip(&hk[src.clone()])
-                    .zip(dv[at..at + d].iter_mut().zip(&hv[src.clone()]))
-                {
-                    *a += x;
-                    *c += y;
-                }
-            }
-        }
+        let dims = Dims::of(self, q.shape())?;
+        let per_head = self.backward(&dims, (q, k, v), res, grad)?;
+        let mut dq = vec![0f32; q.elem_count()];
+        let mut dk = vec![0f32; k.elem_count()];
+        let mut dv = vec![0f32; v.elem_count()];
+        scatter(&dims, &per_head, &mut dq, Some((&mut dk, &mut dv)));
         let dev = q.device();
         Ok((
             Some(Tensor::from_vec(dq, q.shape(), dev)?),
             Some(Tensor::from_vec(dk, k.shape(), dev)?),
             Some(Tensor::from_vec(dv, v.shape(), dev)?),
         ))
+    }
+}
+
+/// The packed form ([`causal_attention_packed`]): one operand `qkv` `[B, T, (H + 2·K)·D]`,
+/// output `[B, T, H, D]`.
+impl CustomOp1 for AttentionOp {
+    fn name(&self) -> &'static str {
+        "fused-causal-attention-packed"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dims = Dims::of(self, layout.shape())?;
+        let qkv = cpu_slice(storage, layout)?;
+        let y = self.forward(&dims, (qkv, qkv, qkv))?;
+        Ok((
+            CpuStorage::F32(y),
+            Shape::from((dims.b, dims.t, dims.h, dims.d)),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        qkv: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let dims = Dims::of(self, qkv.shape())?;
+        let per_head = self.backward(&dims, (qkv, qkv, qkv), res, grad)?;
+        let mut dqkv = vec![0f32; qkv.elem_count()];
+        scatter(&dims, &per_head, &mut dqkv, None);
+        Ok(Some(Tensor::from_vec(dqkv, qkv.shape(), qkv.device())?))
     }
 }
 
@@ -592,6 +774,51 @@ mod tests {
                 let e = rel_err(a, r);
                 assert!(e < 2e-5, "mask {mi}: d{name} differs by {e}");
             }
+        }
+        Ok(())
+    }
+
+    /// The packed form ([`causal_attention_packed`] on `[q | k | v]` concatenated per
+    /// position) against the three-tensor form, f32, GQA (H = 6, K = 2), T = 100, a packed
+    /// mask: the values and the gradients of q, k and v (through the concatenation) within
+    /// 1e-6 relative.
+    #[test]
+    fn packed_layout_matches_the_separate_tensors() -> Result<()> {
+        let (b, t, h, kv, d) = (2, 100, 6, 2, 16);
+        let dev = Device::Cpu;
+        let segs: Vec<u32> = (0..2 * t).map(|i| if i < t + 60 { 1 } else { 2 }).collect();
+        let mask = attention_bias(t, None, Some(&Tensor::from_vec(segs, (b, t), &dev)?), &dev)?;
+        let q = Var::from_tensor(&(test_tensor(&[b, t, h, d], 31) * 2.0)?)?;
+        let k = Var::from_tensor(&(test_tensor(&[b, t, kv, d], 32) * 2.0)?)?;
+        let v = Var::from_tensor(&test_tensor(&[b, t, kv, d], 33))?;
+        let g = test_tensor(&[b, t, h, d], 34);
+        let scale = 1.0 / (d as f64).sqrt();
+        let (qt, kt, vt) = (q.as_tensor(), k.as_tensor(), v.as_tensor());
+        let y = with_fused(true, || causal_attention(qt, kt, vt, &mask, scale))?
+            .ok_or_else(|| candle_core::Error::Msg("not eligible".into()))?;
+        let s = (&y * &g)?.sum_all()?.backward()?;
+        let qkv = Tensor::cat(
+            &[
+                qt.reshape((b, t, h * d))?,
+                kt.reshape((b, t, kv * d))?,
+                vt.reshape((b, t, kv * d))?,
+            ],
+            2,
+        )?;
+        let yp = with_fused(true, || {
+            causal_attention_packed(&qkv, (h, kv), &mask, scale)
+        })?
+        .ok_or_else(|| candle_core::Error::Msg("packed not eligible".into()))?;
+        assert_eq!(yp.dims(), y.dims());
+        let e = rel_err(&yp, &y);
+        assert!(e < 1e-6, "packed y differs by {e}");
+        let sp = (&yp * &g)?.sum_all()?.backward()?;
+        for (name, x) in [("q", qt), ("k", kt), ("v", vt)] {
+            let (Some(a), Some(r)) = (sp.get(x), s.get(x)) else {
+                panic!("missing gradient of {name}")
+            };
+            let e = rel_err(a, r);
+            assert!(e < 1e-6, "packed d{name} differs by {e}");
         }
         Ok(())
     }

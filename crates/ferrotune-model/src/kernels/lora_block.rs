@@ -1,15 +1,18 @@
-//! Fused LoRA blocks of a decoder layer: projections that share an input as one op, and an
-//! output projection that adds its residual (after the SwiGLU gate, for `down_proj`), so that
-//! the autograd graph keeps fewer tensors.
+//! Fused LoRA blocks of a decoder layer: projections that share an input as one op (with
+//! RoPE, for q/k/v), and an output projection that adds its residual (after the SwiGLU gate,
+//! for `down_proj`), so that the autograd graph keeps fewer tensors.
 //!
 //! [`crate::kernels::lora`] fuses one projection `y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ` (Hu et al. 2021,
 //! "LoRA", eq. 3). In a decoder layer built from such ops, candle keeps every op's operands
-//! alive until backward: the SwiGLU output `h` `[N, I]` (the input of `down_proj`) and the
-//! outputs of `o_proj` and `down_proj` `[N, C]` (operands of the residual sums), 2·C + I
-//! values per token per layer that backward never reads. The ops here keep none of them:
+//! alive until backward: the SwiGLU output `h` `[N, I]` (the input of `down_proj`), the
+//! outputs of `o_proj` and `down_proj` `[N, C]` (operands of the residual sums) and q and k
+//! before RoPE (operands of the rotation): 2·C + I + (H + K)·D values per token per layer that
+//! backward never reads. The ops here keep none of them:
 //!
 //! * [`lora_projections`]: `x` `[N, in]` → `[N, Σ_j out_j]`, the projections side by side
-//!   (gate and up), with one input gradient `dx = Σ_j (g_j·W_j + s_j·(g_j·B_j)·A_j)`.
+//!   (gate and up), with one input gradient `dx = Σ_j (g_j·W_j + s_j·(g_j·B_j)·A_j)`;
+//!   [`lora_projections_rope`] the same for q, k and v with RoPE applied in place to the q and
+//!   k heads, the layout [`crate::kernels::attention::causal_attention_packed`] reads.
 //! * [`lora_residual`]: `res + proj(pre(x))`, `pre` the identity (`o_proj`) or the SwiGLU gate
 //!   `silu(gate) ⊙ up` (Shazeer 2020, eq. 6) on `x = [gate | up]` `[N, 2·I]` (`down_proj`).
 //!   Backward recomputes `pre(x)` (one elementwise pass) instead of keeping it, and passes the
@@ -33,11 +36,13 @@ use rayon::prelude::*;
 
 use super::lora::{project_backward, project_into, LoraMats};
 use super::precision::{matmul_precision, round_operand, MatmulPrecision};
+use super::rope::Rotation;
 use super::swiglu::{backward_chunk, forward_chunk};
 use super::{cpu_slice, eligible, with_slice};
 use crate::adapters::{LoraAdapter, LoraVariant};
 use crate::error::Result;
 use crate::layers::{Linear, GEMV_MAX_ROWS};
+use crate::rope::RopeTables;
 
 /// What [`lora_residual`] applies to its input before the projection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +145,37 @@ fn gather(layers: &[&Linear], inp: usize) -> Result<Option<(Vec<Proj>, Tensor)>>
 /// the CPU, the fused kernels are off, or `x` has a decode step's rows or fewer
 /// ([`GEMV_MAX_ROWS`]).
 pub fn lora_projections(layers: &[&Linear], x: &Tensor) -> Result<Option<Tensor>> {
+    projections_op(layers, x, None)
+}
+
+/// [`lora_projections`] of q, k and v followed, in the same op, by RoPE (Su et al. 2021,
+/// eq. 34, as [`crate::kernels::rope`]) on the first `heads` heads `d` wide of each position
+/// (the query and key heads of `[q | k | v]`): `x` `[B, T, in]` → `[B, T, Σ out]`, ready for
+/// [`crate::kernels::attention::causal_attention_packed`]. The graph keeps the rotated
+/// output only; the backward first rotates the upstream gradient back (the transposed
+/// rotation). `None` as for [`lora_projections`], or when the tables do not serve the op
+/// (per-row positions, a length other than T) or the heads do not fit the output.
+pub fn lora_projections_rope(
+    layers: &[&Linear],
+    x: &Tensor,
+    rope: &RopeTables,
+    (heads, d): (usize, usize),
+) -> Result<Option<Tensor>> {
+    let Ok((_, t, _)) = x.dims3() else {
+        return Ok(None);
+    };
+    let Some(rotation) = Rotation::new(rope, t, d)? else {
+        return Ok(None);
+    };
+    projections_op(layers, x, Some((rotation, heads, d)))
+}
+
+/// [`lora_projections`] with an optional rotation of its first heads.
+fn projections_op(
+    layers: &[&Linear],
+    x: &Tensor,
+    rope: Option<(Rotation, usize, usize)>,
+) -> Result<Option<Tensor>> {
     let dims = x.dims().to_vec();
     let inp = x.dim(candle_core::D::Minus1)?;
     let rows = x.elem_count() / inp.max(1);
@@ -150,7 +186,10 @@ pub fn lora_projections(layers: &[&Linear], x: &Tensor) -> Result<Option<Tensor>
         return Ok(None);
     };
     let total: usize = projs.iter().map(|p| p.out).sum();
-    let op = Projections { projs, total };
+    if rope.as_ref().is_some_and(|(_, heads, d)| heads * d > total) {
+        return Ok(None);
+    }
+    let op = Projections { projs, total, rope };
     let y = x.reshape((rows, inp))?.contiguous()?.apply_op2(&pack, op)?;
     let mut out_dims = dims;
     if let Some(last) = out_dims.last_mut() {
@@ -263,6 +302,8 @@ struct Projections {
     projs: Vec<Proj>,
     /// `Σ out_j`, the output's width.
     total: usize,
+    /// RoPE on the first heads of each output row: the tables, the head count and width.
+    rope: Option<(Rotation, usize, usize)>,
 }
 
 impl CustomOp2 for Projections {
@@ -290,6 +331,9 @@ impl CustomOp2 for Projections {
             })?;
             col += p.out;
         }
+        if let Some((rotation, heads, d)) = &self.rope {
+            rotation.rotate_rows(&mut y, self.total, (*heads, *d), false);
+        }
         Ok((CpuStorage::F32(y), Shape::from((n, self.total))))
     }
 
@@ -306,6 +350,13 @@ impl CustomOp2 for Projections {
         let (dx, dpack) = with_slice(x, |xs| {
             with_slice(pack, |ps| {
                 with_slice(grad, |gs| -> candle_core::Result<_> {
+                    // The gradient before the rotation: the transposed rotation of `grad`.
+                    let unrotated = self.rope.as_ref().map(|(rotation, heads, d)| {
+                        let mut g = gs.to_vec();
+                        rotation.rotate_rows(&mut g, self.total, (*heads, *d), true);
+                        g
+                    });
+                    let gs = unrotated.as_deref().unwrap_or(gs);
                     let (xs, ps, gs) = (
                         round_operand(xs, prec),
                         round_operand(ps, prec),
@@ -556,6 +607,57 @@ mod tests {
         let plain = grads(&y_ref, &g, &wrt)?;
         for (i, (p, q)) in fused.iter().zip(&plain).enumerate() {
             let e = rel_err(p, q);
+            assert!(e < 1e-5, "gradient {i} differs by {e}");
+        }
+        Ok(())
+    }
+
+    /// q, k and v (3, 1 and 1 heads of 32) with RoPE on q and k in the same op, against the
+    /// per-layer products with the fused RoPE op ([`crate::kernels::rope::rope_bthd`]) on q
+    /// and k, f32: the output and the gradients of x and every A and B within 1e-5 relative.
+    #[test]
+    fn projections_with_rope_match_the_separate_ops() -> Result<()> {
+        use crate::kernels::rope::{rope_bthd, tests::cfg};
+        use crate::rope::{arange_positions, RopeTables};
+        let (b, t, inp, d) = (2, 20, 24, 32);
+        let rope = RopeTables::new(&cfg(d), &arange_positions(t), &candle_core::Device::Cpu)?;
+        let (q, k, v) = (
+            lora_layer(3 * d, inp, 4, 2.0, 80),
+            lora_layer(d, inp, 4, 2.0, 90),
+            lora_layer(d, inp, 4, 2.0, 100),
+        );
+        let x = Var::from_tensor(&test_tensor(&[b, t, inp], 12))?;
+        let g = test_tensor(&[b, t, 5 * d], 13);
+        let xt = x.as_tensor();
+        let y = with_fused(true, || {
+            lora_projections_rope(&[&q, &k, &v], xt, &rope, (4, d))
+        })?
+        .ok_or_else(|| candle_core::Error::Msg("not eligible".into()))?;
+        let rotated = |l: &Linear, heads: usize| -> Result<Tensor> {
+            let p = reference(l, &xt.reshape((b * t, inp))?)?.reshape((b, t, heads, d))?;
+            let r = with_fused(true, || rope_bthd(&p, &rope))?
+                .ok_or_else(|| candle_core::Error::Msg("rope not eligible".into()))?;
+            Ok(r.reshape((b, t, heads * d))?)
+        };
+        let y_ref = Tensor::cat(
+            &[
+                rotated(&q, 3)?,
+                rotated(&k, 1)?,
+                reference(&v, &xt.reshape((b * t, inp))?)?.reshape((b, t, d))?,
+            ],
+            2,
+        )?;
+        let e = rel_err(&y, &y_ref);
+        assert!(e < 1e-5, "y differs by {e}");
+        let mut wrt = vec![xt];
+        for l in [&q, &k, &v] {
+            let a = adapter(l);
+            wrt.extend([a.lora_a.as_tensor(), a.lora_b.as_tensor()]);
+        }
+        let fused = grads(&y, &g, &wrt)?;
+        let plain = grads(&y_ref, &g, &wrt)?;
+        for (i, (p, r)) in fused.iter().zip(&plain).enumerate() {
+            let e = rel_err(p, r);
             assert!(e < 1e-5, "gradient {i} differs by {e}");
         }
         Ok(())

@@ -25,77 +25,90 @@ const ROWS_PER_TASK: usize = 8;
 ///
 /// The same products and sums as [`RopeTables::apply`], so the same values.
 pub fn rope_bthd(x: &Tensor, rope: &RopeTables) -> Result<Option<Tensor>> {
-    if !eligible(&[x, &rope.cos, &rope.sin]) || x.rank() != 4 {
+    if !eligible(&[x]) || x.rank() != 4 {
         return Ok(None);
     }
     let (_, t, _, d) = x.dims4()?;
-    let (tt, d_rot) = match rope.cos.dims() {
-        [tt, d_rot] => (*tt, *d_rot),
-        _ => return Ok(None),
-    };
-    if tt != t || rope.sin.dims() != rope.cos.dims() || d_rot > d || d_rot % 2 != 0 {
+    let Some(rotation) = Rotation::new(rope, t, d)? else {
         return Ok(None);
-    }
-    let cos = with_slice(&rope.cos, <[f32]>::to_vec)?;
-    let sin = with_slice(&rope.sin, <[f32]>::to_vec)?;
-    Ok(Some(x.contiguous()?.apply_op1(RopeOp {
-        cos,
-        sin,
-        d_rot,
-    })?))
+    };
+    Ok(Some(x.contiguous()?.apply_op1(RopeOp(rotation))?))
 }
 
-/// The op; `cos`/`sin` `[T, D_rot]` row-major.
-struct RopeOp {
+/// The tables of one sequence length as plain slices: `cos`/`sin` `[T, D_rot]` row-major.
+pub(crate) struct Rotation {
     cos: Vec<f32>,
     sin: Vec<f32>,
     d_rot: usize,
+    t: usize,
 }
 
-impl RopeOp {
-    /// Rotates every `(b, t)` row of `src` `[B, T, heads, D]` into `dst`; `inverse` applies
-    /// the transposed rotation (the backward).
-    fn run(&self, src: &[f32], dst: &mut [f32], dims: (usize, usize, usize, usize), inverse: bool) {
-        let (_, t, heads, d) = dims;
-        let (d_rot, half) = (self.d_rot, self.d_rot / 2);
-        let row = heads * d;
-        if row == 0 || t == 0 {
+impl Rotation {
+    /// The tables of `rope` for `t` positions and heads `d` wide; `None` when the fused kernels
+    /// are off or the tables do not qualify (not f32 on the CPU, per-row tables, a length
+    /// other than `t`, odd or wider than `d`).
+    pub(crate) fn new(rope: &RopeTables, t: usize, d: usize) -> Result<Option<Self>> {
+        if !eligible(&[&rope.cos, &rope.sin]) {
+            return Ok(None);
+        }
+        let (tt, d_rot) = match rope.cos.dims() {
+            [tt, d_rot] => (*tt, *d_rot),
+            _ => return Ok(None),
+        };
+        if tt != t || rope.sin.dims() != rope.cos.dims() || d_rot > d || d_rot % 2 != 0 {
+            return Ok(None);
+        }
+        Ok(Some(Rotation {
+            cos: with_slice(&rope.cos, <[f32]>::to_vec)?,
+            sin: with_slice(&rope.sin, <[f32]>::to_vec)?,
+            d_rot,
+            t,
+        }))
+    }
+
+    /// Rotates, in place, the first `heads` heads (`D` = `d` wide) of every row of `data`,
+    /// rows of `stride` values at positions `0..T` repeating (row `i` at position `i mod T`);
+    /// `inverse` applies the transposed rotation (the backward).
+    pub(crate) fn rotate_rows(
+        &self,
+        data: &mut [f32],
+        stride: usize,
+        (heads, d): (usize, usize),
+        inverse: bool,
+    ) {
+        let (d_rot, half, t) = (self.d_rot, self.d_rot / 2, self.t);
+        if stride == 0 || t == 0 || heads * d > stride {
             return;
         }
-        dst.par_chunks_mut(row * ROWS_PER_TASK)
-            .zip(src.par_chunks(row * ROWS_PER_TASK))
+        data.par_chunks_mut(stride * ROWS_PER_TASK)
             .enumerate()
-            .for_each(|(task, (db, sb))| {
-                for (r, (dr, sr)) in db
-                    .chunks_exact_mut(row)
-                    .zip(sb.chunks_exact(row))
-                    .enumerate()
-                {
+            .for_each(|(task, rows)| {
+                for (r, row) in rows.chunks_exact_mut(stride).enumerate() {
                     let pos = (task * ROWS_PER_TASK + r) % t;
                     let c = &self.cos[pos * d_rot..(pos + 1) * d_rot];
                     let s = &self.sin[pos * d_rot..(pos + 1) * d_rot];
-                    for (y, x) in dr.chunks_exact_mut(d).zip(sr.chunks_exact(d)) {
-                        let (x1, x2) = x[..d_rot].split_at(half);
-                        let (y1, y2) = y[..d_rot].split_at_mut(half);
-                        let (c1, c2) = c.split_at(half);
-                        let (s1, s2) = s.split_at(half);
-                        if inverse {
-                            for j in 0..half {
-                                y1[j] = x1[j] * c1[j] + x2[j] * s2[j];
-                                y2[j] = x2[j] * c2[j] - x1[j] * s1[j];
-                            }
-                        } else {
-                            for j in 0..half {
-                                y1[j] = x1[j] * c1[j] + (-x2[j]) * s1[j];
-                                y2[j] = x2[j] * c2[j] + x1[j] * s2[j];
+                    let (c1, c2) = c.split_at(half);
+                    let (s1, s2) = s.split_at(half);
+                    for head in row[..heads * d].chunks_exact_mut(d) {
+                        let (x1, x2) = head[..d_rot].split_at_mut(half);
+                        for j in 0..half {
+                            let (a, b) = (x1[j], x2[j]);
+                            if inverse {
+                                x1[j] = a * c1[j] + b * s2[j];
+                                x2[j] = b * c2[j] - a * s1[j];
+                            } else {
+                                x1[j] = a * c1[j] + (-b) * s1[j];
+                                x2[j] = b * c2[j] + a * s2[j];
                             }
                         }
-                        y[d_rot..].copy_from_slice(&x[d_rot..]);
                     }
                 }
             });
     }
 }
+
+/// The op on `[B, T, heads, D]`.
+struct RopeOp(Rotation);
 
 impl CustomOp1 for RopeOp {
     fn name(&self) -> &'static str {
@@ -107,36 +120,32 @@ impl CustomOp1 for RopeOp {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dims = layout.shape().dims4()?;
-        if self.cos.len() != dims.1 * self.d_rot {
-            candle_core::bail!("fused-rope: tables do not match {} positions", dims.1);
+        let (_, t, heads, d) = layout.shape().dims4()?;
+        if t != self.0.t {
+            candle_core::bail!("fused-rope: tables do not match {t} positions");
         }
-        let x = cpu_slice(storage, layout)?;
-        let mut y = vec![0f32; x.len()];
-        self.run(x, &mut y, dims, false);
+        let mut y = cpu_slice(storage, layout)?.to_vec();
+        self.0.rotate_rows(&mut y, heads * d, (heads, d), false);
         Ok((CpuStorage::F32(y), layout.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let dims = x.dims4()?;
-        let dx = with_slice(grad, |g| {
-            let mut dx = vec![0f32; g.len()];
-            self.run(g, &mut dx, dims, true);
-            dx
-        })?;
+        let (_, _, heads, d) = x.dims4()?;
+        let mut dx = with_slice(grad, <[f32]>::to_vec)?;
+        self.0.rotate_rows(&mut dx, heads * d, (heads, d), true);
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{Activation, ArchSwitches, ModelConfig, RopeScaling};
     use crate::families::Family;
     use crate::kernels::{rel_err, test_tensor};
     use candle_core::{Device, Var};
 
-    fn cfg(rotary_dim: usize) -> ModelConfig {
+    pub(crate) fn cfg(rotary_dim: usize) -> ModelConfig {
         ModelConfig {
             family: Family::Llama,
             vocab_size: 8,

@@ -163,7 +163,9 @@ impl Attention {
         mask: &Tensor,
         residual: Option<&Tensor>,
     ) -> Result<Option<Tensor>> {
-        use crate::kernels::{attention::causal_attention, rope::rope_bthd};
+        use crate::kernels::attention::{causal_attention, causal_attention_packed};
+        use crate::kernels::lora_block::{lora_projections_rope, lora_residual, Prologue};
+        use crate::kernels::rope::rope_bthd;
         let Qkv::Separate {
             q_proj,
             k_proj,
@@ -177,28 +179,40 @@ impl Attention {
         }
         let (b, t, _c) = x.dims3()?;
         let (h, k, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let [q, key, v]: [Tensor; 3] = Linear::forward_many(&[q_proj, k_proj, v_proj], x)?
-            .try_into()
-            .map_err(|_| candle_core::Error::Msg("q/k/v outputs".into()))?;
-        let mut q = q.reshape((b, t, h, d))?;
-        let mut key = key.reshape((b, t, k, d))?;
-        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
-            q = qn.forward(&q)?;
-            key = kn.forward(&key)?;
-        }
-        let (Some(q), Some(key)) = (rope_bthd(&q, rope)?, rope_bthd(&key, rope)?) else {
-            return Ok(None);
-        };
-        let v = v.reshape((b, t, k, d))?;
         let scale = 1.0 / (d as f64).sqrt();
-        let Some(out) = causal_attention(&q, &key, &v, mask, scale)? else {
+        let projections = [q_proj, k_proj, v_proj];
+        let packed = match (&self.q_norm, &self.k_norm) {
+            // LoRA on q, k and v (training): projections and RoPE as one op whose output the
+            // attention reads as it lies (no un-rotated q and k kept for backward).
+            (None, None) => lora_projections_rope(&projections, x, rope, (h + k, d))?,
+            _ => None,
+        };
+        let out = match packed {
+            Some(qkv) => causal_attention_packed(&qkv, (h, k), mask, scale)?,
+            None => {
+                let [q, key, v]: [Tensor; 3] = Linear::forward_many(&projections, x)?
+                    .try_into()
+                    .map_err(|_| candle_core::Error::Msg("q/k/v outputs".into()))?;
+                let mut q = q.reshape((b, t, h, d))?;
+                let mut key = key.reshape((b, t, k, d))?;
+                if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+                    q = qn.forward(&q)?;
+                    key = kn.forward(&key)?;
+                }
+                let (Some(q), Some(key)) = (rope_bthd(&q, rope)?, rope_bthd(&key, rope)?) else {
+                    return Ok(None);
+                };
+                let v = v.reshape((b, t, k, d))?;
+                causal_attention(&q, &key, &v, mask, scale)?
+            }
+        };
+        let Some(out) = out else {
             return Ok(None);
         };
         let out = out.reshape((b, t, h * d))?;
         let Some(residual) = residual else {
             return Ok(Some(self.o_proj.forward(&out)?));
         };
-        use crate::kernels::lora_block::{lora_residual, Prologue};
         if let Some(y) = lora_residual(&self.o_proj, &out, residual, Prologue::Identity)? {
             return Ok(Some(y));
         }

@@ -49,7 +49,7 @@ pub struct LayerActivations {
     pub head_layout: u64,
     /// RoPE on q and k per head. Generic: `−x₂` (D_rot/2), `cat` (D_rot), `·cos`, `·sin`, `+`
     /// (3·D_rot), plus a `cat` with the unrotated part (D) when D_rot < D. Fused: the output
-    /// (D).
+    /// (D); in the q/k/v op none (its output, counted in `projections`, is rotated).
     pub rope: u64,
     /// Generic attention scores per key position (multiply by T): `Q·Kᵀ`, `·1/√D`, `+ mask`,
     /// `− max`, `exp`, `/ Σ` — six `[B, H, T, T]` tensors — i.e. 6·H per token per key.
@@ -122,7 +122,7 @@ pub fn layer_activations(
     }
     let rot = d.rotary_dim as u64;
     if kernels.attention {
-        a.rope = qw + kvw;
+        a.rope = if kernels.qkv_rope { 0 } else { qw + kvw };
         a.score_stats = h;
         a.attention_out = qw;
     } else {
@@ -220,22 +220,22 @@ mod tests {
         assert_eq!(a.per_token(0) - a.score_stats - 10, 34_040);
         assert_eq!(a.scores_per_key, 54);
         // Fused: norms 2·(576 + 1), projections 5,184 less o_proj's and down_proj's 576
-        // (their residual ops), RoPE 768, attention 576 + 9, residuals 1,152, no gate
-        // output; nothing grows with T.
+        // (their residual ops), no separate RoPE output, attention 576 + 9, residuals 1,152,
+        // no gate output; nothing grows with T.
         let fused = FusedKernels::for_model(&smollm2(), &plan, true);
-        assert!(fused.o_residual && fused.mlp_block);
+        assert!(fused.qkv_rope && fused.o_residual && fused.mlp_block);
         let a = layer_activations(&smollm2(), &plan, fused);
         assert_eq!(a.per_token(128), a.per_token(4096));
-        assert_eq!(a.per_token(0), 1154 + 5184 - 2 * 576 + 768 + 585 + 1152);
-        // LoRA on q and v only (LLaMA-Factory's old default): neither block applies, the
-        // SwiGLU output (1,536) and both projection outputs stay.
+        assert_eq!(a.per_token(0), 1154 + 5184 - 2 * 576 + 585 + 1152);
+        // LoRA on q and v only (LLaMA-Factory's old default): no block applies; the RoPE
+        // outputs (768), the SwiGLU output (1,536) and both projection outputs stay.
         let qv = TuningPlan::Lora {
             rank: 8,
             targets: vec!["q_proj".into(), "v_proj".into()],
             dropout: 0.0,
         };
         let fused = FusedKernels::for_model(&smollm2(), &qv, true);
-        assert!(!fused.o_residual && !fused.mlp_block);
+        assert!(!fused.qkv_rope && !fused.o_residual && !fused.mlp_block);
         let a = layer_activations(&smollm2(), &qv, fused);
         assert_eq!(a.per_token(0), 1154 + 5184 + 768 + 585 + 1152 + 1536);
     }

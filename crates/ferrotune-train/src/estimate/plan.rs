@@ -65,6 +65,10 @@ pub struct FusedKernels {
     /// Base product and low-rank path as one op per adapted projection (plain LoRA, no
     /// active dropout, every projection of the group adapted).
     pub lora: bool,
+    /// q, k and v projections and RoPE as one op (`kernels::lora_block`) whose output the
+    /// attention reads as it lies: fused attention, plain LoRA on all three bias-free
+    /// projections, no q/k norms; the un-rotated q and k are not kept.
+    pub qkv_rope: bool,
     /// `o_proj` and the attention's residual sum as one op (`kernels::lora_block`): fused
     /// attention and plain LoRA on a bias-free `o_proj`; its output is not kept.
     pub o_residual: bool,
@@ -97,6 +101,7 @@ impl FusedKernels {
             attention,
             swiglu: on && d.silu,
             lora,
+            qkv_rope: lora && attention && !d.qk_norm && adapted(&["q_proj", "k_proj", "v_proj"]),
             o_residual: lora && attention && adapted(&["o_proj"]),
             mlp_block: lora
                 && d.silu
@@ -112,6 +117,7 @@ impl FusedKernels {
             attention: false,
             swiglu: false,
             lora: false,
+            qkv_rope: false,
             o_residual: false,
             mlp_block: false,
         }
