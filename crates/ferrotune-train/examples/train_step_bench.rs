@@ -147,7 +147,8 @@ fn main() -> AnyResult<()> {
     Ok(())
 }
 
-/// Forward and backward time of each part of layer 0 on a random input.
+/// Forward and backward time of each part of layer 0 on a random input (the attention and
+/// MLP blocks with their residual sums, as `DecoderLayer::forward` runs them).
 fn parts(model: &CausalLM, b: usize, t: usize, reps: usize) -> AnyResult<()> {
     let dev = Device::Cpu;
     let c = model.config.hidden_size;
@@ -167,11 +168,12 @@ fn parts(model: &CausalLM, b: usize, t: usize, reps: usize) -> AnyResult<()> {
     );
     let parts: Vec<Part> = vec![
         ("norm", Box::new(|x| layer.input_layernorm.forward(x))),
+        // As the layer runs them: each block with its residual sum (x + block(x)).
         (
             "attn",
-            Box::new(|x| layer.self_attn.forward(x, &rope, &mask)),
+            Box::new(|x| layer.self_attn.forward_residual(x, x, &rope, &mask)),
         ),
-        ("mlp", Box::new(|x| layer.mlp.forward(x))),
+        ("mlp", Box::new(|x| layer.mlp.forward_residual(x, x))),
         ("layer", Box::new(|x| layer.forward(x, &rope, &mask))),
     ];
     for (name, f) in &parts {

@@ -367,17 +367,18 @@ mod tests {
     /// max |Δ| / max |reference| per gradient.
     const TOL: f64 = 1e-5;
 
-    /// fixtures/tiny/llama (GQA: 4 query heads, 2 key/value heads) with LoRA r = 4 on every
-    /// linear layer and non-zero B (so that A gets gradients).
-    fn tiny_lora() -> (CausalLM, Vec<(String, Tensor)>) {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny/llama");
+    /// `fixtures/tiny/{family}` with LoRA r = 4 on `targets` and non-zero B (so that A gets
+    /// gradients).
+    fn tiny_lora(family: &str, targets: &[&str]) -> (CausalLM, Vec<(String, Tensor)>) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/tiny")
+            .join(family);
         let mut model = ferrotune_model::load_hf_dir(&dir, &Device::Cpu).expect("tiny llama");
         let cfg = LoraConfig {
             lora_rank: 4,
             lora_alpha: 8.0,
             lora_dropout: 0.0,
-            lora_target: vec!["all".into()],
+            lora_target: targets.iter().map(|t| t.to_string()).collect(),
             additional_target: vec![],
             use_rslora: false,
             use_dora: false,
@@ -456,12 +457,28 @@ mod tests {
         f64::from(d.expect("diff")) / f64::from(s.expect("scale")).max(f64::MIN_POSITIVE)
     }
 
-    /// The fused kernels (RMSNorm, RoPE, attention, SwiGLU, LoRA linear) with the chunked
-    /// loss, with and without checkpointing, against the unfused tensor ops with the full
-    /// `[B, T, V]` logits: same loss and same LoRA gradients within 1e-5.
+    /// The fused kernels (RMSNorm, RoPE, attention, SwiGLU, LoRA linear and the LoRA blocks)
+    /// with the chunked loss, with and without checkpointing, against the unfused tensor ops
+    /// with the full `[B, T, V]` logits: same loss and same LoRA gradients within 1e-5. On
+    /// tiny llama (GQA: 4 query heads, 2 key/value heads; every block), qwen3 (q/k norms: no
+    /// q/k/v+RoPE op), gemma (GELU: `down_proj` and the sum as one op, no gate in it), phi3
+    /// (fused q/k/v and gate/up) and llama with LoRA on q, k and `down_proj` only.
     #[test]
     fn fused_and_chunked_paths_match_the_unfused_full_logits_path() {
-        let (model, params) = tiny_lora();
+        for (family, targets) in [
+            ("llama", &["all"][..]),
+            ("qwen3", &["all"]),
+            ("gemma", &["all"]),
+            ("phi3", &["all"]),
+            ("llama", &["q_proj", "k_proj", "down_proj"]),
+        ] {
+            paths_agree(family, targets);
+        }
+    }
+
+    /// See [`fused_and_chunked_paths_match_the_unfused_full_logits_path`].
+    fn paths_agree(family: &str, targets: &[&str]) {
+        let (model, params) = tiny_lora(family, targets);
         let batch = batch();
         let scale = 1.0 / batch.n_target_tokens as f64;
         let run = |fused: bool, which: u8| -> (f64, HashMap<String, Tensor>) {
@@ -483,14 +500,17 @@ mod tests {
             let e = (loss - loss_ref).abs() / loss_ref.abs();
             assert!(
                 e < TOL,
-                "fused {fused} path {which}: loss {loss} vs {loss_ref}"
+                "{family} {targets:?}: fused {fused} path {which}: loss {loss} vs {loss_ref}"
             );
             for (name, g_ref) in &grads_ref {
                 let g = grads
                     .get(name)
                     .unwrap_or_else(|| panic!("{name}: no gradient"));
                 let e = rel(g, g_ref);
-                assert!(e < TOL, "fused {fused} path {which}: {name} differs by {e}");
+                assert!(
+                    e < TOL,
+                    "{family} {targets:?}: fused {fused} path {which}: {name} differs by {e}"
+                );
             }
         }
     }

@@ -116,7 +116,8 @@ struct AttentionOp {
     heads: (usize, usize),
 }
 
-/// `(q, k, v, o, dO)` of a backward, all in the `[B, T, heads, D]` layout.
+/// `(q, k, v, o, dO)` of a backward: q, k, v at the call's [`Packing`] (the same slice when
+/// packed), o and dO `[B, T, H, D]`.
 type Operands<'a> = (&'a [f32], &'a [f32], &'a [f32], &'a [f32], &'a [f32]);
 
 /// Where queries, keys and values sit in the buffers they are read from (and their

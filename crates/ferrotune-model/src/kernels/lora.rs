@@ -118,7 +118,6 @@ pub(crate) struct LoraMats<'a> {
 /// multiplies `B`.
 ///
 /// Errors: from [`gemm`] (buffers shorter than their shapes).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn project_into(
     m: &LoraMats<'_>,
     (n, inp): (usize, usize),

@@ -481,7 +481,12 @@ impl CustomOp3 for Residual {
         let (dx, dpack) = with_slice(x, |xs| {
             with_slice(pack, |ps| {
                 with_slice(grad, |gs| -> candle_core::Result<_> {
-                    let h = self.prologue(xs, inp, prec);
+                    // `pre(x)` is read only by dA and dB.
+                    let h = if want_pack {
+                        self.prologue(xs, inp, prec)
+                    } else {
+                        std::borrow::Cow::Borrowed(&[][..])
+                    };
                     let (ps, gs) = (round_operand(ps, prec), round_operand(gs, prec));
                     let mut dh = want_x.then(|| vec![0f32; n * inp]);
                     let mut dpack = want_pack.then(|| vec![0f32; ps.len()]);
@@ -612,7 +617,7 @@ mod tests {
         Ok(())
     }
 
-    /// q, k and v (3, 1 and 1 heads of 32) with RoPE on q and k in the same op, against the
+    /// q, k and v (3, 1 and 1 heads of 32, 16 of them rotary) with RoPE on q and k in the same op, against the
     /// per-layer products with the fused RoPE op ([`crate::kernels::rope::rope_bthd`]) on q
     /// and k, f32: the output and the gradients of x and every A and B within 1e-5 relative.
     #[test]
@@ -620,7 +625,8 @@ mod tests {
         use crate::kernels::rope::{rope_bthd, tests::cfg};
         use crate::rope::{arange_positions, RopeTables};
         let (b, t, inp, d) = (2, 20, 24, 32);
-        let rope = RopeTables::new(&cfg(d), &arange_positions(t), &candle_core::Device::Cpu)?;
+        // Partial rotary: 16 of each head's 32 dimensions rotate, the rest pass through.
+        let rope = RopeTables::new(&cfg(16), &arange_positions(t), &candle_core::Device::Cpu)?;
         let (q, k, v) = (
             lora_layer(3 * d, inp, 4, 2.0, 80),
             lora_layer(d, inp, 4, 2.0, 90),
@@ -762,7 +768,7 @@ mod tests {
                     &l.weight,
                     a.lora_a.as_tensor(),
                     a.lora_b.as_tensor(),
-                    2.0,
+                    a.scaling,
                 )?
                 .ok_or_else(|| candle_core::Error::Msg("lora not eligible".into()).into())
             };
@@ -797,6 +803,53 @@ mod tests {
         }
         let y32 = with_fused(true, block)?;
         assert!(rel_err(&y, &y32) > 1e-5, "bf16 value equals f32's");
+        Ok(())
+    }
+
+    /// The blocks decline (`None`, so the caller takes the per-projection path) what they do
+    /// not compute: a biased projection, dropout active in training, DoRA, a decode step's
+    /// rows, the fused kernels turned off; and take dropout that is off (not training).
+    #[test]
+    fn blocks_decline_what_they_do_not_compute() -> Result<()> {
+        let (n, c) = (16, 24);
+        let x = test_tensor(&[n, c], 14);
+        let res = test_tensor(&[n, c], 15);
+        let takes = |l: &Linear, x: &Tensor| -> Result<(bool, bool)> {
+            with_fused(true, || {
+                Ok((
+                    lora_projections(&[l], x)?.is_some(),
+                    lora_residual(l, x, &res.narrow(0, 0, x.dim(0)?)?, Prologue::Identity)?
+                        .is_some(),
+                ))
+            })
+        };
+        let plain = lora_layer(c, c, 4, 2.0, 110);
+        assert_eq!(takes(&plain, &x)?, (true, true));
+        assert_eq!(
+            takes(&plain, &x.narrow(0, 0, GEMV_MAX_ROWS)?)?,
+            (false, false)
+        );
+        let off = with_fused(false, || lora_projections(&[&plain], &x))?;
+        assert!(off.is_none());
+        let mut biased = lora_layer(c, c, 4, 2.0, 120);
+        biased.bias = Some(test_tensor(&[c], 16));
+        assert_eq!(takes(&biased, &x)?, (false, false));
+        let mut dropout = lora_layer(c, c, 4, 2.0, 130);
+        if let Some(a) = dropout.adapter.as_mut() {
+            a.dropout = 0.1;
+        }
+        assert_eq!(takes(&dropout, &x)?, (false, false));
+        if let Some(a) = dropout.adapter.as_mut() {
+            a.training = false;
+        }
+        assert_eq!(takes(&dropout, &x)?, (true, true));
+        let mut dora = lora_layer(c, c, 4, 2.0, 140);
+        if let Some(a) = dora.adapter.as_mut() {
+            a.variant = LoraVariant::Dora {
+                magnitude: Var::from_tensor(&test_tensor(&[c], 17))?,
+            };
+        }
+        assert_eq!(takes(&dora, &x)?, (false, false));
         Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! Fused rotary position embedding (Su et al. 2021, "RoFormer", eq. 34) in HF's rotate-half
 //! layout, on the `[B, T, heads, D]` layout the projections produce (no transpose or copy
-//! before or after), with a hand-written backward.
+//! before or after), with a hand-written backward. The rotation itself ([`Rotation`]) works
+//! in place on rows of any stride, so the fused q/k/v projection op
+//! ([`crate::kernels::lora_block::lora_projections_rope`]) applies it to its own output.
 //!
 //! With `h = D_rot/2`, `c`/`s` the cosine/sine tables at the row's position, for `j < h`:
 //! `y_j = x_j·c_j − x_{j+h}·s_j`, `y_{j+h} = x_{j+h}·c_{j+h} + x_j·s_{j+h}`; dimensions past
@@ -77,6 +79,7 @@ impl Rotation {
         inverse: bool,
     ) {
         let (d_rot, half, t) = (self.d_rot, self.d_rot / 2, self.t);
+        debug_assert!(heads * d <= stride, "rotated heads wider than the row");
         if stride == 0 || t == 0 || heads * d > stride {
             return;
         }

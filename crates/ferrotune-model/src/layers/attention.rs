@@ -133,7 +133,8 @@ impl Attention {
     }
 
     /// `residual + self.forward(x, rope, mask)`, `x` and `residual` `[B, T, C]` → `[B, T, C]`.
-    /// On the fused path with a plain LoRA adapter on `o_proj` (training), the projection and
+    /// On the fused path with a plain LoRA adapter on `o_proj` (more than a decode step's rows),
+    /// the projection and
     /// the sum are one op ([`crate::kernels::lora_block::lora_residual`]), so the graph does
     /// not keep `o_proj`'s output.
     pub fn forward_residual(
@@ -151,11 +152,14 @@ impl Attention {
     }
 
     /// [`Attention::forward`] through the fused kernels (`crate::kernels`): RoPE and tiled
-    /// causal attention on the `[B, T, heads, D]` layout of the projections, with no
-    /// transpose; `None` (use the tensor ops) when the kernels are off, the inputs are not f32
-    /// on the CPU, the projections are fused (phi3), or the tables are per row. The kernel
-    /// skips keys after each query: `mask` must be causal, as [`attention_bias`] makes it.
-    /// With `residual`, the output is `residual + o_proj(…)`.
+    /// causal attention on the layout of the projections, with no transpose. When q, k and v
+    /// all carry plain LoRA and there are no q/k norms, the three projections and RoPE are one
+    /// op whose `[B, T, (H + 2·K)·D]` output the packed attention reads as it lies
+    /// ([`crate::kernels::lora_block::lora_projections_rope`]); otherwise each projection is
+    /// `[B, T, heads, D]`. `None` (use the tensor ops) when the kernels are off, the inputs
+    /// are not f32 on the CPU, the projections are fused (phi3), or the tables are per row.
+    /// The kernel skips keys after each query: `mask` must be causal, as [`attention_bias`]
+    /// makes it. With `residual`, the output is `residual + o_proj(…)`.
     fn forward_fused(
         &self,
         x: &Tensor,
@@ -182,7 +186,7 @@ impl Attention {
         let scale = 1.0 / (d as f64).sqrt();
         let projections = [q_proj, k_proj, v_proj];
         let packed = match (&self.q_norm, &self.k_norm) {
-            // LoRA on q, k and v (training): projections and RoPE as one op whose output the
+            // LoRA on q, k and v: projections and RoPE as one op whose output the
             // attention reads as it lies (no un-rotated q and k kept for backward).
             (None, None) => lora_projections_rope(&projections, x, rope, (h + k, d))?,
             _ => None,

@@ -76,11 +76,13 @@ impl Mlp {
             .visit_tensors(&format!("{prefix}.down_proj"), f);
     }
 
-    /// `residual + self.forward(x)`, `x` and `residual` `[B, T, C]` → `[B, T, C]`. With a SiLU
-    /// gate, separate gate and up projections and plain LoRA adapters on all three projections
-    /// (training), through the fused blocks of [`crate::kernels::lora_block`]: gate and up as
-    /// one op, then the gate, `down_proj` and the residual sum as another, so the graph keeps
-    /// neither the gate's output `[B, T, I]` nor `down_proj`'s `[B, T, C]`.
+    /// `residual + self.forward(x)`, `x` and `residual` `[B, T, C]` → `[B, T, C]`. With a
+    /// plain LoRA adapter on `down_proj`, through the fused blocks of
+    /// [`crate::kernels::lora_block`], so that the graph does not keep `down_proj`'s output
+    /// `[B, T, C]`: `down_proj` and the residual sum are one op, and with a SiLU gate,
+    /// separate gate and up projections that carry plain LoRA too, gate and up are one op
+    /// and the gate itself moves into the `down_proj` op (its output `[B, T, I]` is not kept
+    /// either).
     pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
         if let Some(y) = self.fused_residual(x, residual, true)? {
             return Ok(y);
@@ -100,37 +102,52 @@ impl Mlp {
     }
 
     /// [`Mlp::forward_residual`] through the fused blocks (`value` false: backward only), or
-    /// `None` when they do not apply.
+    /// `None` when `down_proj` does not qualify.
     fn fused_residual(&self, x: &Tensor, residual: &Tensor, value: bool) -> Result<Option<Tensor>> {
         use crate::kernels::lora_block::{
             lora_projections, lora_residual, lora_residual_backward_only, qualifies, Prologue,
         };
-        let GateUp::Separate { gate_proj, up_proj } = &self.gate_up else {
-            return Ok(None);
-        };
-        let all = [gate_proj, up_proj, &self.down_proj];
-        if self.act != Activation::Silu || !all.iter().all(|l| qualifies(l)) {
+        if !qualifies(&self.down_proj) {
             return Ok(None);
         }
-        let Some(gu) = lora_projections(&[gate_proj, up_proj], x)? else {
-            return Ok(None);
+        let gu = match &self.gate_up {
+            GateUp::Separate { gate_proj, up_proj }
+                if self.act == Activation::Silu && qualifies(gate_proj) && qualifies(up_proj) =>
+            {
+                lora_projections(&[gate_proj, up_proj], x)?
+            }
+            _ => None,
+        };
+        let (input, pre) = match gu {
+            Some(gu) => (gu, Prologue::SwiGlu),
+            None => (self.activated(x)?, Prologue::Identity),
         };
         let y = if value {
-            lora_residual(&self.down_proj, &gu, residual, Prologue::SwiGlu)?
+            lora_residual(&self.down_proj, &input, residual, pre)?
         } else {
-            lora_residual_backward_only(&self.down_proj, &gu, residual, Prologue::SwiGlu)?
+            lora_residual_backward_only(&self.down_proj, &input, residual, pre)?
         };
         if let Some(y) = y {
             return Ok(Some(y));
         }
         // The down projection did not take the fused op: finish with the generic ones.
-        let i = gu.dim(D::Minus1)? / 2;
-        let h = (gu.narrow(D::Minus1, 0, i)?.silu()? * gu.narrow(D::Minus1, i, i)?)?;
+        let h = match pre {
+            Prologue::SwiGlu => {
+                let i = input.dim(D::Minus1)? / 2;
+                (input.narrow(D::Minus1, 0, i)?.silu()? * input.narrow(D::Minus1, i, i)?)?
+            }
+            Prologue::Identity => input,
+        };
         Ok(Some((residual + self.down_proj.forward(&h)?)?))
     }
 
     /// `x` `[B, T, C]` → `[B, T, C]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.down_proj.forward(&self.activated(x)?)
+    }
+
+    /// The input of `down_proj`, `act(gate(x)) ⊙ up(x)`: `x` `[B, T, C]` → `[B, T, I]`.
+    fn activated(&self, x: &Tensor) -> Result<Tensor> {
         let (gate, up) = match &self.gate_up {
             GateUp::Separate { gate_proj, up_proj } => {
                 let [gate, up]: [Tensor; 2] = Linear::forward_many(&[gate_proj, up_proj], x)?
@@ -147,7 +164,7 @@ impl Mlp {
         if self.act == Activation::Silu && (gate.track_op() || up.track_op()) {
             // Training: silu(gate) ⊙ up in one fused pass with a hand-written backward.
             if let Some(h) = crate::kernels::swiglu::swiglu(&gate, &up)? {
-                return self.down_proj.forward(&h);
+                return Ok(h);
             }
         }
         let gate = match self.act {
@@ -155,6 +172,6 @@ impl Mlp {
             Activation::GeluTanh => gate.gelu()?,
             Activation::GeluErf => gate.gelu_erf()?,
         };
-        self.down_proj.forward(&(gate * up)?)
+        Ok((gate * up)?)
     }
 }

@@ -140,8 +140,10 @@ pub fn layer_activations(
     if kernels.o_residual {
         a.projections -= c;
     }
-    a.mlp = if kernels.mlp_block {
+    if kernels.down_residual {
         a.projections -= c;
+    }
+    a.mlp = if kernels.mlp_block {
         0
     } else if kernels.swiglu {
         i
@@ -214,6 +216,7 @@ mod tests {
             rank: 8,
             targets: vec!["all".into()],
             dropout: 0.0,
+            dora: false,
         };
         // The generic layer table: 34,040 values per token besides the 54·T of the scores.
         let a = layer_activations(&smollm2(), &plan, FusedKernels::none());
@@ -223,7 +226,7 @@ mod tests {
         // (their residual ops), no separate RoPE output, attention 576 + 9, residuals 1,152,
         // no gate output; nothing grows with T.
         let fused = FusedKernels::for_model(&smollm2(), &plan, true);
-        assert!(fused.qkv_rope && fused.o_residual && fused.mlp_block);
+        assert!(fused.qkv_rope && fused.o_residual && fused.down_residual && fused.mlp_block);
         let a = layer_activations(&smollm2(), &plan, fused);
         assert_eq!(a.per_token(128), a.per_token(4096));
         assert_eq!(a.per_token(0), 1154 + 5184 - 2 * 576 + 585 + 1152);
@@ -233,10 +236,40 @@ mod tests {
             rank: 8,
             targets: vec!["q_proj".into(), "v_proj".into()],
             dropout: 0.0,
+            dora: false,
         };
         let fused = FusedKernels::for_model(&smollm2(), &qv, true);
-        assert!(!fused.qkv_rope && !fused.o_residual && !fused.mlp_block);
+        assert!(!fused.qkv_rope && !fused.o_residual && !fused.down_residual);
         let a = layer_activations(&smollm2(), &qv, fused);
         assert_eq!(a.per_token(0), 1154 + 5184 + 768 + 585 + 1152 + 1536);
+        // qwen2-shaped (biased q/k/v): only the q/k/v op is off, its RoPE outputs stay.
+        let mut biased = smollm2();
+        biased.qkv_bias = true;
+        let fused = FusedKernels::for_model(&biased, &plan, true);
+        assert!(!fused.qkv_rope && fused.o_residual && fused.mlp_block);
+        let a = layer_activations(&biased, &plan, fused);
+        let biases = 576 + 2 * 192;
+        assert_eq!(
+            a.per_token(0),
+            1154 + 5184 + biases - 2 * 576 + 768 + 585 + 1152
+        );
+        // LoRA on down_proj only: its op with the residual sum, but the gate output stays.
+        let down = TuningPlan::Lora {
+            rank: 8,
+            targets: vec!["down_proj".into()],
+            dropout: 0.0,
+            dora: false,
+        };
+        let fused = FusedKernels::for_model(&smollm2(), &down, true);
+        assert!(fused.down_residual && !fused.mlp_block && !fused.o_residual);
+        // DoRA takes none of the fused LoRA paths.
+        let dora = TuningPlan::Lora {
+            rank: 8,
+            targets: vec!["all".into()],
+            dropout: 0.0,
+            dora: true,
+        };
+        let fused = FusedKernels::for_model(&smollm2(), &dora, true);
+        assert!(!fused.lora && !fused.qkv_rope && !fused.down_residual && !fused.mlp_block);
     }
 }

@@ -293,6 +293,7 @@ mod tests {
             rank: 8,
             targets: vec!["all".into()],
             dropout: 0.0,
+            dora: false,
         };
         let shape = RunShape {
             batch: 1,

@@ -108,6 +108,7 @@ pub fn plan_from_config(cfg: &Config) -> Result<PlannedRun, TrainError> {
             rank: ft.lora_rank as usize,
             targets: ft.lora_target.clone(),
             dropout: ft.lora_dropout,
+            dora: ft.use_dora,
         },
         FinetuningType::Full => TuningPlan::Full,
         other => {

@@ -15,6 +15,8 @@ pub enum TuningPlan {
         targets: Vec<String>,
         /// `lora_dropout`.
         dropout: f64,
+        /// `use_dora`: DoRA's magnitude and norm ops take the generic path.
+        dora: bool,
     },
     /// Every weight trains.
     Full,
@@ -72,10 +74,12 @@ pub struct FusedKernels {
     /// `o_proj` and the attention's residual sum as one op (`kernels::lora_block`): fused
     /// attention and plain LoRA on a bias-free `o_proj`; its output is not kept.
     pub o_residual: bool,
-    /// The MLP as two ops (`kernels::lora_block`): gate and up side by side, then the SwiGLU
-    /// gate, `down_proj` and the residual sum; neither the gate's `[N, I]` nor `down_proj`'s
-    /// output is kept. SiLU, separate gate and up, plain LoRA on all three bias-free
-    /// projections.
+    /// `down_proj` and the MLP's residual sum as one op (`kernels::lora_block`): plain LoRA
+    /// on a bias-free `down_proj`; its output is not kept.
+    pub down_residual: bool,
+    /// Besides `down_residual`, gate and up side by side as one op and the SwiGLU gate inside
+    /// the `down_proj` op: the gate's `[N, I]` output is not kept. SiLU, separate gate and
+    /// up, plain LoRA on both, no biases.
     pub mlp_block: bool,
 }
 
@@ -86,7 +90,8 @@ impl FusedKernels {
     /// `Mlp::forward_residual` and `kernels::lora::fused_forward_many` for f32 tensors on the
     /// CPU.
     pub fn for_model(d: &ModelDims, plan: &TuningPlan, on: bool) -> Self {
-        let plain_lora = matches!(plan, TuningPlan::Lora { dropout, .. } if *dropout <= 0.0);
+        let plain_lora =
+            matches!(plan, TuningPlan::Lora { dropout, dora, .. } if *dropout <= 0.0 && !*dora);
         let adapted = |names: &[&str]| {
             names.iter().all(|n| {
                 d.projections()
@@ -103,6 +108,7 @@ impl FusedKernels {
             lora,
             qkv_rope: lora && attention && !d.qk_norm && adapted(&["q_proj", "k_proj", "v_proj"]),
             o_residual: lora && attention && adapted(&["o_proj"]),
+            down_residual: lora && adapted(&["down_proj"]),
             mlp_block: lora
                 && d.silu
                 && !d.fused_gate_up
@@ -119,6 +125,7 @@ impl FusedKernels {
             lora: false,
             qkv_rope: false,
             o_residual: false,
+            down_residual: false,
             mlp_block: false,
         }
     }

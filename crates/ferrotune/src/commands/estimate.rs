@@ -85,6 +85,7 @@ pub fn run(args: &EstimateArgs) -> anyhow::Result<ExitCode> {
                 "lora": run.kernels.lora,
                 "qkv_rope": run.kernels.qkv_rope,
                 "o_residual": run.kernels.o_residual,
+                "down_residual": run.kernels.down_residual,
                 "mlp_block": run.kernels.mlp_block,
             },
             "frozen_weights_bytes": mem.frozen_weights,
@@ -172,8 +173,15 @@ fn print_table(run: &PlannedRun, mem: &MemoryEstimate, process: u64, data: u64) 
     let k = run.kernels;
     println!(
         "fused kernels (FERROTUNE_FUSED_KERNELS): rms_norm {}, attention {}, swiglu {}, lora {}, \
-         q/k/v+RoPE {}, o_proj+residual {}, MLP block {}",
-        k.rms_norm, k.attention, k.swiglu, k.lora, k.qkv_rope, k.o_residual, k.mlp_block
+         q/k/v+RoPE {}, o_proj+residual {}, down_proj+residual {}, MLP block {}",
+        k.rms_norm,
+        k.attention,
+        k.swiglu,
+        k.lora,
+        k.qkv_rope,
+        k.o_residual,
+        k.down_residual,
+        k.mlp_block
     );
     let (on, off) = if run.shape.checkpointing {
         (
