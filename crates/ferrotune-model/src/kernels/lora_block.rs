@@ -141,7 +141,7 @@ fn gather(layers: &[&Linear], inp: usize) -> Result<Option<(Vec<Proj>, Tensor)>>
 
 /// `x` `[..., in]` through `layers` (each `[out_j, in]` with a plain LoRA adapter) as one op
 /// → `[..., Σ_j out_j]`, the outputs side by side in the order of `layers`; `None` (use the
-/// per-layer ops) when a layer does not qualify ([`plain_adapter`]), a tensor is not f32 on
+/// per-layer ops) when a layer does not qualify ([`qualifies`]), a tensor is not f32 on
 /// the CPU, the fused kernels are off, or `x` has a decode step's rows or fewer
 /// ([`GEMV_MAX_ROWS`]).
 pub fn lora_projections(layers: &[&Linear], x: &Tensor) -> Result<Option<Tensor>> {

@@ -1,6 +1,6 @@
 //! Fused rotary position embedding (Su et al. 2021, "RoFormer", eq. 34) in HF's rotate-half
 //! layout, on the `[B, T, heads, D]` layout the projections produce (no transpose or copy
-//! before or after), with a hand-written backward. The rotation itself ([`Rotation`]) works
+//! before or after), with a hand-written backward. The rotation itself (`Rotation`) works
 //! in place on rows of any stride, so the fused q/k/v projection op
 //! ([`crate::kernels::lora_block::lora_projections_rope`]) applies it to its own output.
 //!
