@@ -10,14 +10,19 @@
 //! dB = s·gᵀ·(x·Aᵀ)              [out, r]  (x·Aᵀ recomputed: N·in·r multiply-adds)
 //! ```
 //!
-//! `W` gets no gradient (it is captured by the op, not an operand).
+//! `W` gets no gradient (it is captured by the op, not an operand). The op (`Projections`)
+//! takes several projections of one input side by side, their `A` and `B` packed in one
+//! vector (candle's custom ops take at most three operands); [`lora_linear`] is its
+//! one-projection form, [`crate::kernels::lora_block`] builds the layer's blocks on it.
 //!
 //! Shapes: N rows, `in`/`out` the layer's features, r the rank, s the scaling.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
 use super::precision::{matmul_precision, round_operand, MatmulPrecision};
+use super::rope::Rotation;
 use super::{cpu_slice, eligible, gemm, with_slice, Mat};
+use crate::adapters::{LoraAdapter, LoraVariant};
 use crate::error::Result;
 
 /// `x` `[N, in]` · `weight`ᵀ (`[out, in]`, frozen) `+ scaling · (x·aᵀ)·bᵀ` with `a` `[r, in]`
@@ -42,15 +47,20 @@ pub fn lora_linear(
     if w_in != inp || a_in != inp || b_out != out || b_r != r {
         return Ok(None);
     }
-    let op = LoraOp {
+    let proj = Proj {
         weight: weight.contiguous()?,
+        out,
+        r,
         scaling: scaling as f32,
+        offset: 0,
     };
-    Ok(Some(x.contiguous()?.apply_op3(
-        &a.contiguous()?,
-        &b.contiguous()?,
-        op,
-    )?))
+    let pack = Tensor::cat(&[a.flatten_all()?, b.flatten_all()?], 0)?;
+    let op = Projections {
+        projs: vec![proj],
+        total: out,
+        rope: None,
+    };
+    Ok(Some(x.contiguous()?.apply_op2(&pack, op)?))
 }
 
 /// The products of LoRA layers sharing one input through the fused kernel
@@ -65,12 +75,9 @@ pub fn fused_forward_many(
     dims: &[usize],
 ) -> Result<Option<Vec<Tensor>>> {
     let rows = x.dim(0)?;
-    let all_plain = layers.iter().all(|l| {
-        l.adapter.as_ref().is_some_and(|a| {
-            matches!(a.variant, crate::adapters::LoraVariant::Plain)
-                && (!a.training || a.dropout <= 0.0)
-        })
-    });
+    let all_plain = layers
+        .iter()
+        .all(|l| l.adapter.as_ref().is_some_and(plain_product));
     if !all_plain || layers.is_empty() || rows <= crate::layers::GEMV_MAX_ROWS {
         return Ok(None);
     }
@@ -100,6 +107,12 @@ pub fn fused_forward_many(
         out.push(y.reshape(out_dims)?);
     }
     Ok(Some(out))
+}
+
+/// Whether `a` computes exactly `s·(x·Aᵀ)·Bᵀ`: plain LoRA (not DoRA) whose dropout is
+/// inactive, the product the fused ops implement.
+pub(crate) fn plain_product(a: &LoraAdapter) -> bool {
+    matches!(a.variant, LoraVariant::Plain) && (!a.training || a.dropout <= 0.0)
 }
 
 /// One projection's operands as its products read them (already rounded to the matmul
@@ -238,16 +251,71 @@ pub(crate) fn project_backward(
     gemm(out, r, n, db, r, false, g_t, um, s, true)
 }
 
-/// The op; operands `(x, A, B)`.
-struct LoraOp {
-    /// `[out, in]` f32, contiguous, CPU.
-    weight: Tensor,
-    scaling: f32,
+/// One projection of a [`Projections`] op: the frozen weight, and where its `A` and `B`
+/// sit in the op's packed adapter vector `[A_1, B_1, A_2, B_2, …]` (each flattened
+/// row-major).
+#[derive(Debug, Clone)]
+pub(crate) struct Proj {
+    /// `[out, in]` f32, contiguous, on the CPU, frozen.
+    pub weight: Tensor,
+    pub out: usize,
+    pub r: usize,
+    pub scaling: f32,
+    /// Where `A` `[r, in]` starts in the pack; `B` `[out, r]` follows it.
+    pub offset: usize,
 }
 
-impl CustomOp3 for LoraOp {
+impl Proj {
+    /// The projection's matrices: its weight `w` (already rounded) and its `A`, `B` in `pack`,
+    /// for input width `inp`.
+    pub(crate) fn mats<'a>(&self, w: &'a [f32], pack: &'a [f32], inp: usize) -> LoraMats<'a> {
+        let a_end = self.offset + self.r * inp;
+        LoraMats {
+            w,
+            a: &pack[self.offset..a_end],
+            b: &pack[a_end..a_end + self.out * self.r],
+            out: self.out,
+            r: self.r,
+            s: self.scaling,
+        }
+    }
+
+    /// This projection's `dA` and `dB` in the pack's gradient `dpack`.
+    pub(crate) fn grads<'a>(
+        &self,
+        dpack: &'a mut [f32],
+        inp: usize,
+    ) -> (&'a mut [f32], &'a mut [f32]) {
+        let end = self.offset + self.r * inp + self.out * self.r;
+        dpack[self.offset..end].split_at_mut(self.r * inp)
+    }
+}
+
+/// Calls `f` with the f32 elements of `p`'s weight as the products read them at `prec`.
+pub(crate) fn with_weight<R>(
+    p: &Proj,
+    prec: MatmulPrecision,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    with_slice(&p.weight, |w| f(&round_operand(w, prec)))?
+}
+
+/// Projections sharing one input as one op, operands `(x [N, in], pack)` → `[N, Σ out_j]`,
+/// the outputs side by side, with the backward of the module docs (one `dx` summed over the
+/// projections); optionally RoPE on the first heads of each output row, undone on the
+/// upstream gradient first in backward. Used by [`lora_linear`] (one projection) and by
+/// [`crate::kernels::lora_block`].
+pub(crate) struct Projections {
+    pub projs: Vec<Proj>,
+    /// `Σ out_j`, the output's width.
+    pub total: usize,
+    /// RoPE on the first heads of each output row: the tables, the head count and width.
+    pub rope: Option<(Rotation, usize, usize)>,
+}
+
+impl CustomOp2 for Projections {
     fn name(&self) -> &'static str {
-        "fused-lora-linear"
+        "fused-lora-projections"
     }
 
     fn cpu_fwd(
@@ -256,95 +324,78 @@ impl CustomOp3 for LoraOp {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, inp) = l1.shape().dims2()?;
-        let (r, _) = l2.shape().dims2()?;
-        let (out, _) = self.weight.dims2()?;
-        // Mixed precision: every product reads bf16/fp16-rounded operands (no-op in f32).
-        let p = matmul_precision();
-        let (x, a, b) = (cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?);
-        let (x, a, b) = (
-            round_operand(x, p),
-            round_operand(a, p),
-            round_operand(b, p),
-        );
-        let mut y = vec![0f32; n * out];
-        with_slice(&self.weight, |w| {
-            let w = round_operand(w, p);
-            let m = LoraMats {
-                w: &w,
-                a: &a,
-                b: &b,
-                out,
-                r,
-                s: self.scaling,
-            };
-            project_into(&m, (n, inp), &x, &mut y, out, false, p)
-        })??;
-        Ok((CpuStorage::F32(y), Shape::from((n, out))))
+        let prec = matmul_precision();
+        let x = round_operand(cpu_slice(s1, l1)?, prec);
+        let pack = round_operand(cpu_slice(s2, l2)?, prec);
+        let mut y = vec![0f32; n * self.total];
+        let mut col = 0;
+        for p in &self.projs {
+            with_weight(p, prec, |w| {
+                let m = p.mats(w, &pack, inp);
+                project_into(&m, (n, inp), &x, &mut y[col..], self.total, false, prec)
+            })?;
+            col += p.out;
+        }
+        if let Some((rotation, heads, d)) = &self.rope {
+            rotation.rotate_rows(&mut y, self.total, (*heads, *d), false);
+        }
+        Ok((CpuStorage::F32(y), Shape::from((n, self.total))))
     }
 
     fn bwd(
         &self,
         x: &Tensor,
-        a: &Tensor,
-        b: &Tensor,
+        pack: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let (n, inp) = x.dims2()?;
-        let (r, _) = a.dims2()?;
-        let (out, _) = self.weight.dims2()?;
-        let dev = x.device();
-        let want_x = x.track_op();
-        let want_ab = a.track_op() || b.track_op();
-        let mut dx = want_x.then(|| vec![0f32; n * inp]);
-        let mut dab = want_ab.then(|| (vec![0f32; r * inp], vec![0f32; out * r]));
-        let p = matmul_precision();
-        with_slice(x, |xs| {
-            with_slice(a, |as_| {
-                with_slice(b, |bs| {
-                    with_slice(grad, |g| {
-                        with_slice(&self.weight, |w| {
-                            let (w, a, b) = (
-                                round_operand(w, p),
-                                round_operand(as_, p),
-                                round_operand(bs, p),
-                            );
-                            let m = LoraMats {
-                                w: &w,
-                                a: &a,
-                                b: &b,
-                                out,
-                                r,
-                                s: self.scaling,
-                            };
+        let (want_x, want_pack) = (x.track_op(), pack.track_op());
+        let prec = matmul_precision();
+        let (dx, dpack) = with_slice(x, |xs| {
+            with_slice(pack, |ps| {
+                with_slice(grad, |gs| -> candle_core::Result<_> {
+                    // The gradient before the rotation: the transposed rotation of `grad`.
+                    let unrotated = self.rope.as_ref().map(|(rotation, heads, d)| {
+                        let mut g = gs.to_vec();
+                        rotation.rotate_rows(&mut g, self.total, (*heads, *d), true);
+                        g
+                    });
+                    let gs = unrotated.as_deref().unwrap_or(gs);
+                    let (xs, ps, gs) = (
+                        round_operand(xs, prec),
+                        round_operand(ps, prec),
+                        round_operand(gs, prec),
+                    );
+                    let mut dx = want_x.then(|| vec![0f32; n * inp]);
+                    let mut dpack = want_pack.then(|| vec![0f32; ps.len()]);
+                    let mut col = 0;
+                    for (j, p) in self.projs.iter().enumerate() {
+                        with_weight(p, prec, |w| {
                             project_backward(
-                                &m,
+                                &p.mats(w, &ps, inp),
                                 (n, inp),
-                                &round_operand(xs, p),
-                                (&round_operand(g, p), out),
-                                dx.as_deref_mut().map(|d| (d, false)),
-                                dab.as_mut().map(|(da, db)| (&mut da[..], &mut db[..])),
-                                p,
+                                &xs,
+                                (&gs[col..], self.total),
+                                dx.as_deref_mut().map(|d| (d, j > 0)),
+                                dpack.as_deref_mut().map(|d| p.grads(d, inp)),
+                                prec,
                             )
-                        })
-                    })
+                        })?;
+                        col += p.out;
+                    }
+                    Ok((dx, dpack))
                 })
             })
-        })??????;
-        let (da, db) = dab.unzip();
-        let wrap = |v: Option<Vec<f32>>, shape: (usize, usize), want: bool| {
-            v.filter(|_| want)
-                .map(|v| Tensor::from_vec(v, shape, dev))
-                .transpose()
-        };
+        })????;
+        let dev = x.device();
         Ok((
-            wrap(dx, (n, inp), want_x)?,
-            wrap(da, (r, inp), a.track_op())?,
-            wrap(db, (out, r), b.track_op())?,
+            dx.map(|v| Tensor::from_vec(v, (n, inp), dev)).transpose()?,
+            dpack
+                .map(|v| Tensor::from_vec(v, pack.shape(), dev))
+                .transpose()?,
         ))
     }
 }

@@ -31,15 +31,15 @@
 //! Mixed precision: every product reads operands rounded by [`round_operand`], as `lora`'s do;
 //! the gate and its gradient are computed in f32.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::lora::{project_backward, project_into, LoraMats};
+use super::lora::{plain_product, project_backward, project_into, with_weight, Proj, Projections};
 use super::precision::{matmul_precision, round_operand, MatmulPrecision};
 use super::rope::Rotation;
 use super::swiglu::{backward_chunk, forward_chunk};
 use super::{cpu_slice, eligible, with_slice};
-use crate::adapters::{LoraAdapter, LoraVariant};
+use crate::adapters::LoraAdapter;
 use crate::error::Result;
 use crate::layers::{Linear, GEMV_MAX_ROWS};
 use crate::rope::RopeTables;
@@ -53,46 +53,11 @@ pub enum Prologue {
     SwiGlu,
 }
 
-/// One projection of a packed op.
-#[derive(Debug, Clone)]
-struct Proj {
-    /// `[out, in]` f32, contiguous, on the CPU, frozen.
-    weight: Tensor,
-    out: usize,
-    r: usize,
-    scaling: f32,
-    /// Where `A` `[r, in]` starts in the pack; `B` `[out, r]` follows it.
-    offset: usize,
-}
-
-impl Proj {
-    /// The projection's matrices: its weight `w` (already rounded) and its `A`, `B` in `pack`,
-    /// for input width `inp`.
-    fn mats<'a>(&self, w: &'a [f32], pack: &'a [f32], inp: usize) -> LoraMats<'a> {
-        let a_end = self.offset + self.r * inp;
-        LoraMats {
-            w,
-            a: &pack[self.offset..a_end],
-            b: &pack[a_end..a_end + self.out * self.r],
-            out: self.out,
-            r: self.r,
-            s: self.scaling,
-        }
-    }
-
-    /// This projection's `dA` and `dB` in the pack's gradient `dpack`.
-    fn grads<'a>(&self, dpack: &'a mut [f32], inp: usize) -> (&'a mut [f32], &'a mut [f32]) {
-        let end = self.offset + self.r * inp + self.out * self.r;
-        dpack[self.offset..end].split_at_mut(self.r * inp)
-    }
-}
-
 /// The adapter of `layer` when the fused blocks can take it: plain LoRA, dropout inactive, no
 /// bias, a frozen f32 weight on the CPU.
 fn plain_adapter(layer: &Linear) -> Option<&LoraAdapter> {
     let a = layer.adapter.as_ref()?;
-    let plain = matches!(a.variant, LoraVariant::Plain) && (!a.training || a.dropout <= 0.0);
-    (plain && layer.bias.is_none() && !layer.weight.track_op()).then_some(a)
+    (plain_product(a) && layer.bias.is_none() && !layer.weight.track_op()).then_some(a)
 }
 
 /// Whether `layer` can be one of the fused blocks' projections: a plain LoRA adapter with
@@ -262,15 +227,6 @@ fn residual_op(
     Ok(Some(y.reshape(out_dims)?))
 }
 
-/// Calls `f` with the f32 elements of `p`'s weight as the products read them at `prec`.
-fn with_weight<R>(
-    p: &Proj,
-    prec: MatmulPrecision,
-    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
-) -> candle_core::Result<R> {
-    with_slice(&p.weight, |w| f(&round_operand(w, prec)))?
-}
-
 /// `h = silu(gate) ⊙ up` `[n, i]` of `gu = [gate | up]` `[n, 2·i]`, rows over the rayon pool.
 fn swiglu_rows(gu: &[f32], i: usize) -> Vec<f32> {
     let mut h = vec![0f32; gu.len() / 2];
@@ -295,102 +251,6 @@ fn swiglu_rows_backward(gu: &[f32], dh: &[f32], i: usize) -> Vec<f32> {
             backward_chunk(dg, du, g, u, d);
         });
     dgu
-}
-
-/// [`lora_projections`]' op; operands `(x [N, in], pack)`.
-struct Projections {
-    projs: Vec<Proj>,
-    /// `Σ out_j`, the output's width.
-    total: usize,
-    /// RoPE on the first heads of each output row: the tables, the head count and width.
-    rope: Option<(Rotation, usize, usize)>,
-}
-
-impl CustomOp2 for Projections {
-    fn name(&self) -> &'static str {
-        "fused-lora-projections"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (n, inp) = l1.shape().dims2()?;
-        let prec = matmul_precision();
-        let x = round_operand(cpu_slice(s1, l1)?, prec);
-        let pack = round_operand(cpu_slice(s2, l2)?, prec);
-        let mut y = vec![0f32; n * self.total];
-        let mut col = 0;
-        for p in &self.projs {
-            with_weight(p, prec, |w| {
-                let m = p.mats(w, &pack, inp);
-                project_into(&m, (n, inp), &x, &mut y[col..], self.total, false, prec)
-            })?;
-            col += p.out;
-        }
-        if let Some((rotation, heads, d)) = &self.rope {
-            rotation.rotate_rows(&mut y, self.total, (*heads, *d), false);
-        }
-        Ok((CpuStorage::F32(y), Shape::from((n, self.total))))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        pack: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (n, inp) = x.dims2()?;
-        let (want_x, want_pack) = (x.track_op(), pack.track_op());
-        let prec = matmul_precision();
-        let (dx, dpack) = with_slice(x, |xs| {
-            with_slice(pack, |ps| {
-                with_slice(grad, |gs| -> candle_core::Result<_> {
-                    // The gradient before the rotation: the transposed rotation of `grad`.
-                    let unrotated = self.rope.as_ref().map(|(rotation, heads, d)| {
-                        let mut g = gs.to_vec();
-                        rotation.rotate_rows(&mut g, self.total, (*heads, *d), true);
-                        g
-                    });
-                    let gs = unrotated.as_deref().unwrap_or(gs);
-                    let (xs, ps, gs) = (
-                        round_operand(xs, prec),
-                        round_operand(ps, prec),
-                        round_operand(gs, prec),
-                    );
-                    let mut dx = want_x.then(|| vec![0f32; n * inp]);
-                    let mut dpack = want_pack.then(|| vec![0f32; ps.len()]);
-                    let mut col = 0;
-                    for (j, p) in self.projs.iter().enumerate() {
-                        with_weight(p, prec, |w| {
-                            project_backward(
-                                &p.mats(w, &ps, inp),
-                                (n, inp),
-                                &xs,
-                                (&gs[col..], self.total),
-                                dx.as_deref_mut().map(|d| (d, j > 0)),
-                                dpack.as_deref_mut().map(|d| p.grads(d, inp)),
-                                prec,
-                            )
-                        })?;
-                        col += p.out;
-                    }
-                    Ok((dx, dpack))
-                })
-            })
-        })????;
-        let dev = x.device();
-        Ok((
-            dx.map(|v| Tensor::from_vec(v, (n, inp), dev)).transpose()?,
-            dpack
-                .map(|v| Tensor::from_vec(v, pack.shape(), dev))
-                .transpose()?,
-        ))
-    }
 }
 
 /// [`lora_residual`]'s op; operands `(x, pack, residual)`.
@@ -524,6 +384,7 @@ impl CustomOp3 for Residual {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::LoraVariant;
     use crate::kernels::precision::{with_matmul_precision, MatmulPrecision};
     use crate::kernels::{rel_err, test_tensor, with_fused};
     use candle_core::Var;
@@ -579,6 +440,26 @@ mod tests {
             .collect()
     }
 
+    /// Asserts that `y` is within `tol` of `y_ref` (relative: max |Δ| / max |reference|), and
+    /// so is the gradient of every tensor of `wrt` after backpropagating `sum(y ⊙ g)` through
+    /// each; returns the gradients through `y`.
+    fn assert_agree(
+        y: &Tensor,
+        y_ref: &Tensor,
+        g: &Tensor,
+        wrt: &[&Tensor],
+        tol: f32,
+    ) -> Result<Vec<Tensor>> {
+        let e = rel_err(y, y_ref);
+        assert!(e < tol, "value differs by {e}");
+        let fused = grads(y, g, wrt)?;
+        for (i, (p, q)) in fused.iter().zip(&grads(y_ref, g, wrt)?).enumerate() {
+            let e = rel_err(p, q);
+            assert!(e < tol, "gradient {i} differs by {e}");
+        }
+        Ok(fused)
+    }
+
     /// Gate and up (ranks 4 and 3, different scalings) as one op against the tensor ops,
     /// f32: the output and the gradients of x and of every A and B within 1e-5 relative
     /// (max |Δ| / max |reference|).
@@ -598,8 +479,6 @@ mod tests {
             ],
             1,
         )?;
-        let e = rel_err(&y, &y_ref);
-        assert!(e < 1e-5, "y differs by {e}");
         let (ga, ua) = (adapter(&gate), adapter(&up));
         let wrt = [
             x.as_tensor(),
@@ -608,17 +487,12 @@ mod tests {
             ua.lora_a.as_tensor(),
             ua.lora_b.as_tensor(),
         ];
-        let fused = grads(&y, &g, &wrt)?;
-        let plain = grads(&y_ref, &g, &wrt)?;
-        for (i, (p, q)) in fused.iter().zip(&plain).enumerate() {
-            let e = rel_err(p, q);
-            assert!(e < 1e-5, "gradient {i} differs by {e}");
-        }
+        assert_agree(&y, &y_ref, &g, &wrt, 1e-5)?;
         Ok(())
     }
 
-    /// q, k and v (3, 1 and 1 heads of 32, 16 of them rotary) with RoPE on q and k in the same op, against the
-    /// per-layer products with the fused RoPE op ([`crate::kernels::rope::rope_bthd`]) on q
+    /// q, k and v (3, 1 and 1 heads of 32, 16 of them rotary) with RoPE on q and k in the
+    /// same op, against the per-layer products with the fused RoPE op ([`crate::kernels::rope::rope_bthd`]) on q
     /// and k, f32: the output and the gradients of x and every A and B within 1e-5 relative.
     #[test]
     fn projections_with_rope_match_the_separate_ops() -> Result<()> {
@@ -653,19 +527,12 @@ mod tests {
             ],
             2,
         )?;
-        let e = rel_err(&y, &y_ref);
-        assert!(e < 1e-5, "y differs by {e}");
         let mut wrt = vec![xt];
         for l in [&q, &k, &v] {
             let a = adapter(l);
             wrt.extend([a.lora_a.as_tensor(), a.lora_b.as_tensor()]);
         }
-        let fused = grads(&y, &g, &wrt)?;
-        let plain = grads(&y_ref, &g, &wrt)?;
-        for (i, (p, r)) in fused.iter().zip(&plain).enumerate() {
-            let e = rel_err(p, r);
-            assert!(e < 1e-5, "gradient {i} differs by {e}");
-        }
+        assert_agree(&y, &y_ref, &g, &wrt, 1e-5)?;
         Ok(())
     }
 
@@ -684,16 +551,9 @@ mod tests {
             .ok_or_else(|| candle_core::Error::Msg("not eligible".into()))?;
         let h = (gut.narrow(1, 0, i)?.silu()? * gut.narrow(1, i, i)?)?;
         let y_ref = (rt + reference(&down, &h)?)?;
-        let e = rel_err(&y, &y_ref);
-        assert!(e < 1e-5, "y differs by {e}");
         let a = adapter(&down);
         let wrt = [gut, a.lora_a.as_tensor(), a.lora_b.as_tensor(), rt];
-        let fused = grads(&y, &g, &wrt)?;
-        let plain = grads(&y_ref, &g, &wrt)?;
-        for (k, (p, q)) in fused.iter().zip(&plain).enumerate() {
-            let e = rel_err(p, q);
-            assert!(e < 1e-5, "gradient {k} differs by {e}");
-        }
+        let fused = assert_agree(&y, &y_ref, &g, &wrt, 1e-5)?;
         let z = with_fused(true, || {
             lora_residual_backward_only(&down, gut, rt, Prologue::SwiGlu)
         })?
@@ -718,13 +578,9 @@ mod tests {
         let y = with_fused(true, || lora_residual(&o, xt, rt, Prologue::Identity))?
             .ok_or_else(|| candle_core::Error::Msg("not eligible".into()))?;
         let y_ref = (rt + reference(&o, xt)?)?;
-        assert!(rel_err(&y, &y_ref) < 1e-5);
         let a = adapter(&o);
         let wrt = [xt, a.lora_a.as_tensor(), a.lora_b.as_tensor(), rt];
-        for (p, q) in grads(&y, &g, &wrt)?.iter().zip(&grads(&y_ref, &g, &wrt)?) {
-            let e = rel_err(p, q);
-            assert!(e < 1e-5, "gradient differs by {e}");
-        }
+        assert_agree(&y, &y_ref, &g, &wrt, 1e-5)?;
         let (xd, rd) = (xt.detach(), rt.detach());
         let y = with_fused(true, || lora_residual(&o, &xd, &rd, Prologue::Identity))?
             .ok_or_else(|| candle_core::Error::Msg("not eligible".into()))?;
