@@ -133,10 +133,10 @@ impl Attention {
     }
 
     /// `residual + self.forward(x, rope, mask)`, `x` and `residual` `[B, T, C]` → `[B, T, C]`.
-    /// On the fused path with a plain LoRA adapter on `o_proj` (more than a decode step's rows),
-    /// the projection and
-    /// the sum are one op ([`crate::kernels::lora_block::lora_residual`]), so the graph does
-    /// not keep `o_proj`'s output.
+    /// On the fused path with a plain LoRA adapter on `o_proj` (more than a decode step's
+    /// rows), the projection and the sum are one op
+    /// ([`crate::kernels::lora_block::lora_residual`]), so the graph does not keep `o_proj`'s
+    /// output.
     pub fn forward_residual(
         &self,
         x: &Tensor,
