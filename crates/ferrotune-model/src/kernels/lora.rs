@@ -326,9 +326,50 @@ impl CustomOp2 for Projections {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, inp) = l1.shape().dims2()?;
+        let y = self.forward(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, (n, inp))?;
+        Ok((CpuStorage::F32(y), Shape::from((n, self.total))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        pack: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (n, inp) = x.dims2()?;
+        let mut dpack = pack.track_op().then(|| vec![0f32; pack.elem_count()]);
+        let dx = with_slice(x, |xs| {
+            with_slice(pack, |ps| {
+                with_slice(grad, |gs| {
+                    self.backward(xs, ps, gs, (n, inp), x.track_op(), dpack.as_deref_mut())
+                })
+            })
+        })????;
+        let dev = x.device();
+        Ok((
+            dx.map(|v| Tensor::from_vec(v, (n, inp), dev)).transpose()?,
+            dpack
+                .map(|v| Tensor::from_vec(v, pack.shape(), dev))
+                .transpose()?,
+        ))
+    }
+}
+
+impl Projections {
+    /// The forward on slices: `x` `[n, inp]` and the pack (both as stored, unrounded) →
+    /// `[n, total]`, the projections side by side, RoPE applied when set.
+    ///
+    /// Errors: from [`gemm`] (a pack or input shorter than the projections read).
+    pub(crate) fn forward(
+        &self,
+        x: &[f32],
+        pack: &[f32],
+        (n, inp): (usize, usize),
+    ) -> candle_core::Result<Vec<f32>> {
         let prec = matmul_precision();
-        let x = round_operand(cpu_slice(s1, l1)?, prec);
-        let pack = round_operand(cpu_slice(s2, l2)?, prec);
+        let x = round_operand(x, prec);
+        let pack = round_operand(pack, prec);
         let mut y = vec![0f32; n * self.total];
         let mut col = 0;
         for p in &self.projs {
@@ -341,62 +382,54 @@ impl CustomOp2 for Projections {
         if let Some((rotation, heads, d)) = &self.rope {
             rotation.rotate_rows(&mut y, self.total, (*heads, *d), false);
         }
-        Ok((CpuStorage::F32(y), Shape::from((n, self.total))))
+        Ok(y)
     }
 
-    fn bwd(
+    /// The backward on slices from the upstream gradient `g` `[n, total]` (of the rotated
+    /// output when RoPE is set): returns `dx` `[n, inp]` when `want_x`, and writes each
+    /// projection's `dA`, `dB` into its part of `dpack` (the pack's shape) when given,
+    /// leaving the rest of `dpack` as it is.
+    ///
+    /// Errors: from [`gemm`] (buffers shorter than their shapes).
+    pub(crate) fn backward(
         &self,
-        x: &Tensor,
-        pack: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (n, inp) = x.dims2()?;
-        let (want_x, want_pack) = (x.track_op(), pack.track_op());
+        x: &[f32],
+        pack: &[f32],
+        g: &[f32],
+        (n, inp): (usize, usize),
+        want_x: bool,
+        mut dpack: Option<&mut [f32]>,
+    ) -> candle_core::Result<Option<Vec<f32>>> {
         let prec = matmul_precision();
-        let (dx, dpack) = with_slice(x, |xs| {
-            with_slice(pack, |ps| {
-                with_slice(grad, |gs| -> candle_core::Result<_> {
-                    // The gradient before the rotation: the transposed rotation of `grad`.
-                    let unrotated = self.rope.as_ref().map(|(rotation, heads, d)| {
-                        let mut g = gs.to_vec();
-                        rotation.rotate_rows(&mut g, self.total, (*heads, *d), true);
-                        g
-                    });
-                    let gs = unrotated.as_deref().unwrap_or(gs);
-                    let (xs, ps, gs) = (
-                        round_operand(xs, prec),
-                        round_operand(ps, prec),
-                        round_operand(gs, prec),
-                    );
-                    let mut dx = want_x.then(|| vec![0f32; n * inp]);
-                    let mut dpack = want_pack.then(|| vec![0f32; ps.len()]);
-                    let mut col = 0;
-                    for (j, p) in self.projs.iter().enumerate() {
-                        with_weight(p, prec, |w| {
-                            project_backward(
-                                &p.mats(w, &ps, inp),
-                                (n, inp),
-                                &xs,
-                                (&gs[col..], self.total),
-                                dx.as_deref_mut().map(|d| (d, j > 0)),
-                                dpack.as_deref_mut().map(|d| p.grads(d, inp)),
-                                prec,
-                            )
-                        })?;
-                        col += p.out;
-                    }
-                    Ok((dx, dpack))
-                })
-            })
-        })????;
-        let dev = x.device();
-        Ok((
-            dx.map(|v| Tensor::from_vec(v, (n, inp), dev)).transpose()?,
-            dpack
-                .map(|v| Tensor::from_vec(v, pack.shape(), dev))
-                .transpose()?,
-        ))
+        // The gradient before the rotation: the transposed rotation of `g`.
+        let unrotated = self.rope.as_ref().map(|(rotation, heads, d)| {
+            let mut g = g.to_vec();
+            rotation.rotate_rows(&mut g, self.total, (*heads, *d), true);
+            g
+        });
+        let g = unrotated.as_deref().unwrap_or(g);
+        let (xs, ps, gs) = (
+            round_operand(x, prec),
+            round_operand(pack, prec),
+            round_operand(g, prec),
+        );
+        let mut dx = want_x.then(|| vec![0f32; n * inp]);
+        let mut col = 0;
+        for (j, p) in self.projs.iter().enumerate() {
+            with_weight(p, prec, |w| {
+                project_backward(
+                    &p.mats(w, &ps, inp),
+                    (n, inp),
+                    &xs,
+                    (&gs[col..], self.total),
+                    dx.as_deref_mut().map(|d| (d, j > 0)),
+                    dpack.as_deref_mut().map(|d| p.grads(d, inp)),
+                    prec,
+                )
+            })?;
+            col += p.out;
+        }
+        Ok(dx)
     }
 }
 

@@ -17,6 +17,11 @@
 //!   `silu(gate) ⊙ up` (Shazeer 2020, eq. 6) on `x = [gate | up]` `[N, 2·I]` (`down_proj`).
 //!   Backward recomputes `pre(x)` (one elementwise pass) instead of keeping it, and passes the
 //!   upstream gradient to `res` unchanged.
+//! * [`lora_mlp_residual`]: the two ops above for gate/up and `down_proj` as one op. candle's
+//!   backward gives every operand of every node a freshly zeroed buffer and adds the op's
+//!   gradient into it (`GradStore::or_insert` then `add`), a write, a read and a write of
+//!   `[N, 2·I]` floats for `[gate | up]` between the two ops; inside one op that gradient
+//!   passes straight from the `down_proj` backward to the gate/up backward.
 //!
 //! candle's custom ops take at most three operands, so each op's adapter matrices travel as
 //! one packed f32 vector `[A_1, B_1, A_2, B_2, …]` (each flattened row-major); candle's `cat`
@@ -30,6 +35,8 @@
 //!
 //! Mixed precision: every product reads operands rounded by [`round_operand`], as `lora`'s do;
 //! the gate and its gradient are computed in f32.
+
+use std::sync::OnceLock;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -71,10 +78,16 @@ pub fn qualifies(layer: &Linear) -> bool {
 /// vector (see the module docs); `None` when a layer is not a plain LoRA layer
 /// ([`plain_adapter`]), a tensor is not f32 on the CPU or the fused kernels are off.
 fn gather(layers: &[&Linear], inp: usize) -> Result<Option<(Vec<Proj>, Tensor)>> {
+    let widths: Vec<(&Linear, usize)> = layers.iter().map(|l| (*l, inp)).collect();
+    gather_widths(&widths)
+}
+
+/// [`gather`] with each layer's own input width.
+fn gather_widths(layers: &[(&Linear, usize)]) -> Result<Option<(Vec<Proj>, Tensor)>> {
     let mut projs = Vec::with_capacity(layers.len());
     let mut parts = Vec::with_capacity(2 * layers.len());
     let mut offset = 0;
-    for layer in layers {
+    for &(layer, inp) in layers {
         let Some(adapter) = plain_adapter(layer) else {
             return Ok(None);
         };
@@ -227,6 +240,164 @@ fn residual_op(
     Ok(Some(y.reshape(out_dims)?))
 }
 
+/// `residual + down(silu(gate(x)) ⊙ up(x))`, `x` and `residual` `[..., C]` → `[..., C]`:
+/// [`lora_projections`] of gate and up followed by [`lora_residual`] with
+/// [`Prologue::SwiGlu`], as one op that holds `[gate | up]` `[N, 2·I]` for its backward
+/// instead of passing it between two graph nodes. candle's backward gives every operand of
+/// every node a fresh zeroed buffer and adds the op's gradient into it; here the gradient of
+/// `[gate | up]` goes straight from the `down_proj` backward to the gate/up backward. Same
+/// values and gradients as the two ops, and the graph keeps the same tensors. `value` false:
+/// the backward-only form of [`lora_residual_backward_only`] (gate/up are still computed,
+/// the backward reads them). `None` as for the two ops, or when the three layers do not
+/// chain (`gate`, `up` `[I, C]`, `down` `[C, I]`).
+pub fn lora_mlp_residual(
+    (gate, up, down): (&Linear, &Linear, &Linear),
+    x: &Tensor,
+    residual: &Tensor,
+    value: bool,
+) -> Result<Option<Tensor>> {
+    let c = x.dim(candle_core::D::Minus1)?;
+    let rows = x.elem_count() / c.max(1);
+    let out_dims = residual.dims().to_vec();
+    if rows <= GEMV_MAX_ROWS || !eligible(&[x, residual]) || residual.elem_count() != rows * c {
+        return Ok(None);
+    }
+    let i = gate.weight.dim(0)?;
+    let Some((mut projs, pack)) = gather_widths(&[(gate, c), (up, c), (down, i)])? else {
+        return Ok(None);
+    };
+    let (Some(down_proj), true) = (projs.pop(), projs.iter().all(|p| p.out == i)) else {
+        return Ok(None);
+    };
+    if down_proj.out != c {
+        return Ok(None);
+    }
+    let op = MlpResidual {
+        gate_up: Projections {
+            projs,
+            total: 2 * i,
+            rope: None,
+        },
+        down: Residual {
+            proj: down_proj,
+            pre: Prologue::SwiGlu,
+            value,
+        },
+        gu: OnceLock::new(),
+    };
+    let y = x.reshape((rows, c))?.contiguous()?.apply_op3(
+        &pack,
+        &residual.reshape((rows, c))?.contiguous()?,
+        op,
+    )?;
+    Ok(Some(y.reshape(out_dims)?))
+}
+
+/// [`lora_mlp_residual`]'s op; operands `(x, pack, residual)`, the pack holding gate's, up's
+/// and down's `A` and `B` in that order.
+struct MlpResidual {
+    gate_up: Projections,
+    down: Residual,
+    /// `[gate | up]` `[N, 2·I]` of the forward, for the backward.
+    gu: OnceLock<Vec<f32>>,
+}
+
+impl CustomOp3 for MlpResidual {
+    fn name(&self) -> &'static str {
+        "fused-lora-mlp-residual"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, c) = l1.shape().dims2()?;
+        let (rn, out) = l3.shape().dims2()?;
+        if rn != n || out != self.down.proj.out {
+            candle_core::bail!("fused-lora-mlp-residual: residual {rn}×{out}, input {n} rows");
+        }
+        let (x, pack, res) = (cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?);
+        let gu = self.gate_up.forward(x, pack, (n, c))?;
+        let y = self.down.forward(&gu, pack, res, (n, self.gate_up.total))?;
+        if self.gu.set(gu).is_err() {
+            candle_core::bail!("fused-lora-mlp-residual: the op ran twice");
+        }
+        Ok((CpuStorage::F32(y), Shape::from((n, out))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        pack: &Tensor,
+        residual: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<ResidualGrads> {
+        let (n, c) = x.dims2()?;
+        let Some(gu) = self.gu.get() else {
+            candle_core::bail!("fused-lora-mlp-residual: backward before forward");
+        };
+        let (want_x, want_pack) = (x.track_op(), pack.track_op());
+        let mut dpack = want_pack.then(|| vec![0f32; pack.elem_count()]);
+        let width = (n, self.gate_up.total);
+        let dx = with_slice(x, |xs| {
+            with_slice(pack, |ps| {
+                with_slice(grad, |gs| -> candle_core::Result<_> {
+                    let dgu = self.down.backward(
+                        gu,
+                        ps,
+                        gs,
+                        width,
+                        want_x || want_pack,
+                        dpack.as_deref_mut(),
+                    )?;
+                    match dgu {
+                        Some(dgu) => self.gate_up.backward(
+                            xs,
+                            ps,
+                            &dgu,
+                            (n, c),
+                            want_x,
+                            dpack.as_deref_mut(),
+                        ),
+                        None => Ok(None),
+                    }
+                })
+            })
+        })????;
+        residual_op_grads((x, pack, residual, grad), dx, dpack)
+    }
+}
+
+/// The gradients a residual op `(x, pack, residual)` hands candle: `dx` in `x`'s shape,
+/// `dpack` in the pack's, and the upstream gradient `grad` itself for `residual` (when it
+/// tracks one).
+type ResidualGrads = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
+/// [`ResidualGrads`] from the slices a backward computed.
+///
+/// Errors: a vector whose length is not its operand's element count.
+fn residual_op_grads(
+    (x, pack, residual, grad): (&Tensor, &Tensor, &Tensor, &Tensor),
+    dx: Option<Vec<f32>>,
+    dpack: Option<Vec<f32>>,
+) -> candle_core::Result<ResidualGrads> {
+    let dev = x.device();
+    Ok((
+        dx.map(|v| Tensor::from_vec(v, x.shape(), dev))
+            .transpose()?,
+        dpack
+            .map(|v| Tensor::from_vec(v, pack.shape(), dev))
+            .transpose()?,
+        residual.track_op().then(|| grad.clone()),
+    ))
+}
+
 /// `h = silu(gate) ⊙ up` `[n, i]` of `gu = [gate | up]` `[n, 2·i]`, rows over the rayon pool.
 fn swiglu_rows(gu: &[f32], i: usize) -> Vec<f32> {
     let mut h = vec![0f32; gu.len() / 2];
@@ -310,18 +481,8 @@ impl CustomOp3 for Residual {
         if rn != n || out != self.proj.out {
             candle_core::bail!("fused-lora-residual: residual {rn}×{out}, input {n} rows");
         }
-        if !self.value {
-            return Ok((CpuStorage::F32(vec![0f32; n * out]), Shape::from((n, out))));
-        }
-        let inp = self.inp(width);
-        let prec = matmul_precision();
-        let h = self.prologue(cpu_slice(s1, l1)?, inp, prec);
-        let pack = round_operand(cpu_slice(s2, l2)?, prec);
-        let mut y = cpu_slice(s3, l3)?.to_vec();
-        with_weight(&self.proj, prec, |w| {
-            let m = self.proj.mats(w, &pack, inp);
-            project_into(&m, (n, inp), &h, &mut y, out, true, prec)
-        })?;
+        let (x, pack, res) = (cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?);
+        let y = self.forward(x, pack, res, (n, width))?;
         Ok((CpuStorage::F32(y), Shape::from((n, out))))
     }
 
@@ -332,52 +493,89 @@ impl CustomOp3 for Residual {
         residual: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> candle_core::Result<ResidualGrads> {
         let (n, width) = x.dims2()?;
-        let inp = self.inp(width);
-        let out = self.proj.out;
-        let (want_x, want_pack) = (x.track_op(), pack.track_op());
-        let prec = matmul_precision();
-        let (dx, dpack) = with_slice(x, |xs| {
+        let mut dpack = pack.track_op().then(|| vec![0f32; pack.elem_count()]);
+        let dx = with_slice(x, |xs| {
             with_slice(pack, |ps| {
-                with_slice(grad, |gs| -> candle_core::Result<_> {
-                    // `pre(x)` is read only by dA and dB.
-                    let h = if want_pack {
-                        self.prologue(xs, inp, prec)
-                    } else {
-                        std::borrow::Cow::Borrowed(&[][..])
-                    };
-                    let (ps, gs) = (round_operand(ps, prec), round_operand(gs, prec));
-                    let mut dh = want_x.then(|| vec![0f32; n * inp]);
-                    let mut dpack = want_pack.then(|| vec![0f32; ps.len()]);
-                    with_weight(&self.proj, prec, |w| {
-                        project_backward(
-                            &self.proj.mats(w, &ps, inp),
-                            (n, inp),
-                            &h,
-                            (&gs, out),
-                            dh.as_deref_mut().map(|d| (d, false)),
-                            dpack.as_deref_mut().map(|d| self.proj.grads(d, inp)),
-                            prec,
-                        )
-                    })?;
-                    let dx = match (self.pre, dh) {
-                        (Prologue::SwiGlu, Some(dh)) => Some(swiglu_rows_backward(xs, &dh, inp)),
-                        (_, dh) => dh,
-                    };
-                    Ok((dx, dpack))
+                with_slice(grad, |gs| {
+                    self.backward(xs, ps, gs, (n, width), x.track_op(), dpack.as_deref_mut())
                 })
             })
         })????;
-        let dev = x.device();
-        Ok((
-            dx.map(|v| Tensor::from_vec(v, (n, width), dev))
-                .transpose()?,
-            dpack
-                .map(|v| Tensor::from_vec(v, pack.shape(), dev))
-                .transpose()?,
-            residual.track_op().then(|| grad.clone()),
-        ))
+        residual_op_grads((x, pack, residual, grad), dx, dpack)
+    }
+}
+
+impl Residual {
+    /// The forward on slices: `x` `[n, width]`, the pack and `residual` `[n, out]` →
+    /// `residual + proj(pre(x))` `[n, out]`, or zeros when the op is backward-only.
+    ///
+    /// Errors: from [`super::gemm`] (buffers shorter than their shapes).
+    fn forward(
+        &self,
+        x: &[f32],
+        pack: &[f32],
+        residual: &[f32],
+        (n, width): (usize, usize),
+    ) -> candle_core::Result<Vec<f32>> {
+        let out = self.proj.out;
+        if !self.value {
+            return Ok(vec![0f32; n * out]);
+        }
+        let inp = self.inp(width);
+        let prec = matmul_precision();
+        let h = self.prologue(x, inp, prec);
+        let pack = round_operand(pack, prec);
+        let mut y = residual.to_vec();
+        with_weight(&self.proj, prec, |w| {
+            let m = self.proj.mats(w, &pack, inp);
+            project_into(&m, (n, inp), &h, &mut y, out, true, prec)
+        })?;
+        Ok(y)
+    }
+
+    /// The backward on slices from the upstream gradient `g` `[n, out]`: returns the
+    /// gradient of `x` `[n, width]` when `want_x`, and writes the projection's `dA`, `dB`
+    /// into its part of `dpack` (the pack's shape) when given. The residual's gradient is
+    /// `g` itself.
+    ///
+    /// Errors: from [`super::gemm`] (buffers shorter than their shapes).
+    fn backward(
+        &self,
+        xs: &[f32],
+        ps: &[f32],
+        gs: &[f32],
+        (n, width): (usize, usize),
+        want_x: bool,
+        dpack: Option<&mut [f32]>,
+    ) -> candle_core::Result<Option<Vec<f32>>> {
+        let inp = self.inp(width);
+        let out = self.proj.out;
+        let prec = matmul_precision();
+        // `pre(x)` is read only by dA and dB.
+        let h = if dpack.is_some() {
+            self.prologue(xs, inp, prec)
+        } else {
+            std::borrow::Cow::Borrowed(&[][..])
+        };
+        let (ps, gs) = (round_operand(ps, prec), round_operand(gs, prec));
+        let mut dh = want_x.then(|| vec![0f32; n * inp]);
+        with_weight(&self.proj, prec, |w| {
+            project_backward(
+                &self.proj.mats(w, &ps, inp),
+                (n, inp),
+                &h,
+                (&gs, out),
+                dh.as_deref_mut().map(|d| (d, false)),
+                dpack.map(|d| self.proj.grads(d, inp)),
+                prec,
+            )
+        })?;
+        Ok(match (self.pre, dh) {
+            (Prologue::SwiGlu, Some(dh)) => Some(swiglu_rows_backward(xs, &dh, inp)),
+            (_, dh) => dh,
+        })
     }
 }
 
@@ -562,6 +760,59 @@ mod tests {
         for (p, q) in grads(&z, &g, &wrt)?.iter().zip(&fused) {
             assert_eq!(rel_err(p, q), 0.0);
         }
+        Ok(())
+    }
+
+    /// The whole MLP block as one op against its two ops (gate/up, then SwiGLU + down +
+    /// residual), f32: the same arithmetic in the same order, so the value and the gradients
+    /// of x, the residual and every A and B are bit-equal (0 difference, not a tolerance);
+    /// the backward-only form returns zeros and the same gradients. Against the tensor ops
+    /// within 1e-5 relative. Batch dims `[2, 19, C]` exercise the reshapes.
+    #[test]
+    fn mlp_block_equals_its_two_ops() -> Result<()> {
+        let (b, t, c, i) = (2, 19, 20, 32);
+        let gate = lora_layer(i, c, 4, 2.0, 50);
+        let up = lora_layer(i, c, 3, 0.5, 60);
+        let down = lora_layer(c, i, 2, 1.5, 70);
+        let x = Var::from_tensor(&test_tensor(&[b, t, c], 9))?;
+        let res = Var::from_tensor(&test_tensor(&[b, t, c], 10))?;
+        let g = test_tensor(&[b, t, c], 11);
+        let (xt, rt) = (x.as_tensor(), res.as_tensor());
+        let not = || candle_core::Error::Msg("not eligible".into());
+        let block = |value: bool| -> Result<Tensor> {
+            let y = with_fused(true, || {
+                lora_mlp_residual((&gate, &up, &down), xt, rt, value)
+            })?;
+            Ok(y.ok_or_else(not)?)
+        };
+        let y = block(true)?;
+        let gu = with_fused(true, || lora_projections(&[&gate, &up], xt))?.ok_or_else(not)?;
+        let y_two = with_fused(true, || lora_residual(&down, &gu, rt, Prologue::SwiGlu))?
+            .ok_or_else(not)?;
+        let mut wrt = vec![xt, rt];
+        for l in [&gate, &up, &down] {
+            let a = adapter(l);
+            wrt.extend([a.lora_a.as_tensor(), a.lora_b.as_tensor()]);
+        }
+        assert_eq!(rel_err(&y, &y_two), 0.0);
+        let fused = grads(&y, &g, &wrt)?;
+        for (k, (p, q)) in fused.iter().zip(&grads(&y_two, &g, &wrt)?).enumerate() {
+            assert_eq!(rel_err(p, q), 0.0, "gradient {k} differs from the two ops");
+        }
+        let z = block(false)?;
+        assert_eq!(z.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+        for (k, (p, q)) in grads(&z, &g, &wrt)?.iter().zip(&fused).enumerate() {
+            assert_eq!(rel_err(p, q), 0.0, "backward-only gradient {k} differs");
+        }
+        // And against candle's tensor ops.
+        let flat = xt.reshape((b * t, c))?;
+        let h = (reference(&gate, &flat)?.silu()? * reference(&up, &flat)?)?;
+        let y_ref = (rt + reference(&down, &h)?.reshape((b, t, c))?)?;
+        assert_agree(&y, &y_ref, &g, &wrt, 1e-5)?;
+        // A down_proj whose width does not chain declines.
+        let odd = lora_layer(c, i + 1, 2, 1.5, 80);
+        let declined = with_fused(true, || lora_mlp_residual((&gate, &up, &odd), xt, rt, true))?;
+        assert!(declined.is_none());
         Ok(())
     }
 

@@ -79,10 +79,10 @@ impl Mlp {
     /// `residual + self.forward(x)`, `x` and `residual` `[B, T, C]` → `[B, T, C]`. With a
     /// plain LoRA adapter on `down_proj`, through the fused blocks of
     /// [`crate::kernels::lora_block`], so that the graph does not keep `down_proj`'s output
-    /// `[B, T, C]`: `down_proj` and the residual sum are one op, and with a SiLU gate,
-    /// separate gate and up projections that carry plain LoRA too, gate and up are one op
-    /// and the gate itself moves into the `down_proj` op (its output `[B, T, I]` is not kept
-    /// either).
+    /// `[B, T, C]`: `down_proj` and the residual sum are one op, and with a SiLU gate and
+    /// separate gate and up projections that carry plain LoRA too, the whole block is one op
+    /// ([`crate::kernels::lora_block::lora_mlp_residual`]): the gate output `[B, T, I]` is
+    /// not kept, and `[gate | up]` is not a graph node (no gradient buffer for it).
     pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
         if let Some(y) = self.fused_residual(x, residual, true)? {
             return Ok(y);
@@ -105,18 +105,30 @@ impl Mlp {
     /// `None` when `down_proj` does not qualify.
     fn fused_residual(&self, x: &Tensor, residual: &Tensor, value: bool) -> Result<Option<Tensor>> {
         use crate::kernels::lora_block::{
-            lora_projections, lora_residual, lora_residual_backward_only, qualifies, Prologue,
+            lora_mlp_residual, lora_projections, lora_residual, lora_residual_backward_only,
+            qualifies, Prologue,
         };
         if !qualifies(&self.down_proj) {
             return Ok(None);
         }
-        let gu = match &self.gate_up {
+        let swiglu_lora = match &self.gate_up {
             GateUp::Separate { gate_proj, up_proj }
                 if self.act == Activation::Silu && qualifies(gate_proj) && qualifies(up_proj) =>
             {
-                lora_projections(&[gate_proj, up_proj], x)?
+                Some((gate_proj, up_proj))
             }
             _ => None,
+        };
+        if let Some((gate, up)) = swiglu_lora {
+            // The whole block as one op: `[gate | up]` is not a node of the graph.
+            let layers = (gate, up, &self.down_proj);
+            if let Some(y) = lora_mlp_residual(layers, x, residual, value)? {
+                return Ok(Some(y));
+            }
+        }
+        let gu = match swiglu_lora {
+            Some((gate, up)) => lora_projections(&[gate, up], x)?,
+            None => None,
         };
         let (input, pre) = match gu {
             Some(gu) => (gu, Prologue::SwiGlu),
