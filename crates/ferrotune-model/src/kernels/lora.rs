@@ -13,7 +13,11 @@
 //! `W` gets no gradient (it is captured by the op, not an operand). The op (`Projections`)
 //! takes several projections of one input side by side, their `A` and `B` packed in one
 //! vector (candle's custom ops take at most three operands); [`lora_linear`] is its
-//! one-projection form, [`crate::kernels::lora_block`] builds the layer's blocks on it.
+//! one-projection form, [`crate::kernels::lora_block`] builds the layer's blocks on it. With
+//! several projections (q/k/v, gate/up) the products that read `x` or write `dx` run once for
+//! all of them, on the `A`s and `W`s stacked: `x·A_stackedᵀ` `[N, Σ r]`, `dx = g·W_stacked +
+//! gb·A_stacked` and `dA_stacked = gbᵀ·x`, one pass over `x` or `dx` each instead of one per
+//! projection (the rank-r products are memory-bound).
 //!
 //! Shapes: N rows, `in`/`out` the layer's features, r the rank, s the scaling.
 
@@ -357,8 +361,59 @@ impl CustomOp2 for Projections {
 }
 
 impl Projections {
+    /// `Σ_j r_j`, the width of the stacked low-rank activations.
+    fn rank_total(&self) -> usize {
+        self.projs.iter().map(|p| p.r).sum()
+    }
+
+    /// Every projection's `A` `[r_j, inp]` from `pack`, stacked: `[Σ r_j, inp]`.
+    fn stacked_a(&self, pack: &[f32], inp: usize) -> Vec<f32> {
+        let mut a = Vec::with_capacity(self.rank_total() * inp);
+        for p in &self.projs {
+            a.extend_from_slice(&pack[p.offset..p.offset + p.r * inp]);
+        }
+        a
+    }
+
+    /// Calls `f` with the projections' weights stacked, `[total, inp]`, as the products read
+    /// them at `prec` (a single projection's weight is not copied).
+    fn with_stacked_weights<R>(
+        &self,
+        inp: usize,
+        prec: MatmulPrecision,
+        f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+    ) -> candle_core::Result<R> {
+        if let [p] = self.projs.as_slice() {
+            return with_weight(p, prec, f);
+        }
+        let mut w = Vec::with_capacity(self.total * inp);
+        for p in &self.projs {
+            with_weight(p, prec, |wp| {
+                w.extend_from_slice(wp);
+                Ok(())
+            })?;
+        }
+        f(&w)
+    }
+
+    /// `u = x·A_stackedᵀ` `[n, Σ r_j]` (one pass over `x` for every projection), rounded to
+    /// `prec` as the products read it.
+    fn low_rank_input(
+        x: &[f32],
+        a_stacked: &[f32],
+        (n, inp, r_total): (usize, usize, usize),
+        prec: MatmulPrecision,
+    ) -> candle_core::Result<Vec<f32>> {
+        let mut u = vec![0f32; n * r_total];
+        let (xm, a_t) = (Mat::rows(x, inp), Mat::rows_t(a_stacked, inp));
+        gemm(n, r_total, inp, &mut u, r_total, false, xm, a_t, 1.0, true)?;
+        Ok(round_operand(&u, prec).into_owned())
+    }
+
     /// The forward on slices: `x` `[n, inp]` and the pack (both as stored, unrounded) →
-    /// `[n, total]`, the projections side by side, RoPE applied when set.
+    /// `[n, total]`, the projections side by side, RoPE applied when set. The products of
+    /// [`project_into`] for each projection, except that `x·Aᵀ` of all projections is one
+    /// product `x·A_stackedᵀ` `[n, Σ r_j]`.
     ///
     /// Errors: from [`gemm`] (a pack or input shorter than the projections read).
     pub(crate) fn forward(
@@ -370,14 +425,37 @@ impl Projections {
         let prec = matmul_precision();
         let x = round_operand(x, prec);
         let pack = round_operand(pack, prec);
+        let r_total = self.rank_total();
+        let u = Self::low_rank_input(&x, &self.stacked_a(&pack, inp), (n, inp, r_total), prec)?;
         let mut y = vec![0f32; n * self.total];
-        let mut col = 0;
+        let (mut col, mut q) = (0, 0);
         for p in &self.projs {
             with_weight(p, prec, |w| {
                 let m = p.mats(w, &pack, inp);
-                project_into(&m, (n, inp), &x, &mut y[col..], self.total, false, prec)
+                let w_t = Mat::rows_t(m.w, inp);
+                let y = &mut y[col..];
+                gemm(
+                    n,
+                    p.out,
+                    inp,
+                    y,
+                    self.total,
+                    false,
+                    Mat::rows(&x, inp),
+                    w_t,
+                    1.0,
+                    true,
+                )?;
+                let uj = Mat {
+                    data: &u[q..],
+                    rs: r_total,
+                    cs: 1,
+                };
+                let b_t = Mat::rows_t(m.b, p.r);
+                gemm(n, p.out, p.r, y, self.total, true, uj, b_t, p.scaling, true)
             })?;
             col += p.out;
+            q += p.r;
         }
         if let Some((rotation, heads, d)) = &self.rope {
             rotation.rotate_rows(&mut y, self.total, (*heads, *d), false);
@@ -390,6 +468,12 @@ impl Projections {
     /// projection's `dA`, `dB` into its part of `dpack` (the pack's shape) when given,
     /// leaving the rest of `dpack` as it is.
     ///
+    /// The formulas of [`project_backward`] for every projection j, with the products that
+    /// read `x` or write `dx` done once for all projections: `gb_j = g_j·B_j` (rounded, then
+    /// scaled by `s_j`) side by side as `gb` `[n, Σ r_j]`, `dx = g·W_stacked + gb·A_stacked`
+    /// (two products instead of two per projection), `dA_stacked = gbᵀ·x` and
+    /// `u = x·A_stackedᵀ` (one pass over `x` each), `dB_j = s_j·g_jᵀ·u_j`.
+    ///
     /// Errors: from [`gemm`] (buffers shorter than their shapes).
     pub(crate) fn backward(
         &self,
@@ -398,7 +482,7 @@ impl Projections {
         g: &[f32],
         (n, inp): (usize, usize),
         want_x: bool,
-        mut dpack: Option<&mut [f32]>,
+        dpack: Option<&mut [f32]>,
     ) -> candle_core::Result<Option<Vec<f32>>> {
         let prec = matmul_precision();
         // The gradient before the rotation: the transposed rotation of `g`.
@@ -413,21 +497,92 @@ impl Projections {
             round_operand(pack, prec),
             round_operand(g, prec),
         );
-        let mut dx = want_x.then(|| vec![0f32; n * inp]);
-        let mut col = 0;
-        for (j, p) in self.projs.iter().enumerate() {
-            with_weight(p, prec, |w| {
-                project_backward(
-                    &p.mats(w, &ps, inp),
-                    (n, inp),
-                    &xs,
-                    (&gs[col..], self.total),
-                    dx.as_deref_mut().map(|d| (d, j > 0)),
-                    dpack.as_deref_mut().map(|d| p.grads(d, inp)),
-                    prec,
+        let (total, r_total) = (self.total, self.rank_total());
+        let a_stacked = self.stacked_a(&ps, inp);
+        // gb_j = g_j·B_j, rounded, then scaled by s_j: [n, Σ r_j].
+        let mut gb = vec![0f32; n * r_total];
+        let (mut col, mut q) = (0, 0);
+        for p in &self.projs {
+            let gj = Mat {
+                data: &gs[col..],
+                rs: total,
+                cs: 1,
+            };
+            let b = Mat::rows(&ps[p.offset + p.r * inp..], p.r);
+            gemm(
+                n,
+                p.r,
+                p.out,
+                &mut gb[q..],
+                r_total,
+                false,
+                gj,
+                b,
+                1.0,
+                true,
+            )?;
+            col += p.out;
+            q += p.r;
+        }
+        let mut gb = round_operand(&gb, prec).into_owned();
+        for row in gb.chunks_exact_mut(r_total) {
+            let mut q = 0;
+            for p in &self.projs {
+                for v in &mut row[q..q + p.r] {
+                    *v *= p.scaling;
+                }
+                q += p.r;
+            }
+        }
+        let gbm = Mat::rows(&gb, r_total);
+        let dx = if want_x {
+            let mut dx = vec![0f32; n * inp];
+            self.with_stacked_weights(inp, prec, |w| {
+                let gm = Mat::rows(&gs, total);
+                gemm(
+                    n,
+                    inp,
+                    total,
+                    &mut dx,
+                    inp,
+                    false,
+                    gm,
+                    Mat::rows(w, inp),
+                    1.0,
+                    true,
                 )
             })?;
+            let a = Mat::rows(&a_stacked, inp);
+            gemm(n, inp, r_total, &mut dx, inp, true, gbm, a, 1.0, true)?;
+            Some(dx)
+        } else {
+            None
+        };
+        let Some(dpack) = dpack else {
+            return Ok(dx);
+        };
+        let xm = Mat::rows(&xs, inp);
+        let mut da = vec![0f32; r_total * inp];
+        let gb_t = Mat::rows_t(&gb, r_total);
+        gemm(r_total, inp, n, &mut da, inp, false, gb_t, xm, 1.0, true)?;
+        let u = Self::low_rank_input(&xs, &a_stacked, (n, inp, r_total), prec)?;
+        let (mut col, mut q) = (0, 0);
+        for p in &self.projs {
+            let (da_j, db_j) = p.grads(dpack, inp);
+            da_j.copy_from_slice(&da[q * inp..(q + p.r) * inp]);
+            let gj_t = Mat {
+                data: &gs[col..],
+                rs: 1,
+                cs: total,
+            };
+            let uj = Mat {
+                data: &u[q..],
+                rs: r_total,
+                cs: 1,
+            };
+            gemm(p.out, p.r, n, db_j, p.r, false, gj_t, uj, p.scaling, true)?;
             col += p.out;
+            q += p.r;
         }
         Ok(dx)
     }
