@@ -23,12 +23,15 @@ pub enum TuningPlan {
 }
 
 impl TuningPlan {
-    /// Whether `p` carries an adapter.
+    /// Whether `p` carries an adapter: `all`, its leaf name, or a dotted module path that
+    /// ends with it (`self_attn.q_proj`; the model matches such a path as a suffix of the
+    /// module's full path). A path naming one layer (`model.layers.0.self_attn.q_proj`)
+    /// is counted in every layer, an overestimate: the estimate is per layer type.
     pub(super) fn adapts(&self, p: &Projection) -> Option<usize> {
         match self {
             TuningPlan::Lora { rank, targets, .. } => targets
                 .iter()
-                .any(|t| t == "all" || t == p.name)
+                .any(|t| t == "all" || t.rsplit('.').next() == Some(p.name))
                 .then_some(*rank),
             TuningPlan::Full => None,
         }
@@ -128,5 +131,43 @@ impl FusedKernels {
             down_residual: false,
             mlp_block: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lora(targets: &[&str]) -> TuningPlan {
+        TuningPlan::Lora {
+            rank: 8,
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            dropout: 0.0,
+            dora: false,
+        }
+    }
+
+    /// A dotted module path adapts the projection its last component names, as a leaf name
+    /// does; a path whose last component is another name (or a prefix of it) does not.
+    #[test]
+    fn dotted_targets_adapt_their_leaf() {
+        let q = Projection {
+            name: "q_proj",
+            inp: 576,
+            out: 576,
+            bias: false,
+        };
+        for t in [
+            "q_proj",
+            "self_attn.q_proj",
+            "model.layers.0.self_attn.q_proj",
+            "all",
+        ] {
+            assert_eq!(lora(&[t]).adapts(&q), Some(8), "{t}");
+        }
+        for t in ["k_proj", "self_attn.q", "q_proj.lora_A", "self_attn"] {
+            assert_eq!(lora(&[t]).adapts(&q), None, "{t}");
+        }
+        assert_eq!(TuningPlan::Full.adapts(&q), None);
     }
 }
