@@ -59,12 +59,9 @@ pub fn lora_linear(
         offset: 0,
     };
     let pack = Tensor::cat(&[a.flatten_all()?, b.flatten_all()?], 0)?;
-    let op = Projections {
-        projs: vec![proj],
-        total: out,
-        rope: None,
-    };
-    Ok(Some(x.contiguous()?.apply_op2(&pack, op)?))
+    Ok(Some(
+        x.contiguous()?.apply_op2(&pack, Projections::one(proj))?,
+    ))
 }
 
 /// The products of LoRA layers sharing one input through the fused kernel
@@ -119,142 +116,6 @@ pub(crate) fn plain_product(a: &LoraAdapter) -> bool {
     matches!(a.variant, LoraVariant::Plain) && (!a.training || a.dropout <= 0.0)
 }
 
-/// One projection's operands as its products read them (already rounded to the matmul
-/// precision): `w` `[out, in]`, `a` `[r, in]`, `b` `[out, r]`, scaling `s`.
-pub(crate) struct LoraMats<'a> {
-    pub w: &'a [f32],
-    pub a: &'a [f32],
-    pub b: &'a [f32],
-    pub out: usize,
-    pub r: usize,
-    pub s: f32,
-}
-
-/// `y[:, 0..out]` (row stride `ld`) `= (accumulate ? y : 0) + x·Wᵀ + s·(x·Aᵀ)·Bᵀ`, `x`
-/// `[n, inp]` rounded to `prec` like the matrices of `m`; `x·Aᵀ` is rounded before it
-/// multiplies `B`.
-///
-/// Errors: from [`gemm`] (buffers shorter than their shapes).
-pub(crate) fn project_into(
-    m: &LoraMats<'_>,
-    (n, inp): (usize, usize),
-    x: &[f32],
-    y: &mut [f32],
-    ld: usize,
-    accumulate: bool,
-    prec: MatmulPrecision,
-) -> candle_core::Result<()> {
-    let xm = Mat::rows(x, inp);
-    let w_t = Mat::rows_t(m.w, inp);
-    gemm(n, m.out, inp, y, ld, accumulate, xm, w_t, 1.0, true)?;
-    let mut u = vec![0f32; n * m.r];
-    gemm(
-        n,
-        m.r,
-        inp,
-        &mut u,
-        m.r,
-        false,
-        xm,
-        Mat::rows_t(m.a, inp),
-        1.0,
-        true,
-    )?;
-    let u = round_operand(&u, prec);
-    let um = Mat::rows(&u, m.r);
-    gemm(
-        n,
-        m.out,
-        m.r,
-        y,
-        ld,
-        true,
-        um,
-        Mat::rows_t(m.b, m.r),
-        m.s,
-        true,
-    )
-}
-
-/// The backward of [`project_into`] from the upstream gradient `g` (`[n, out]`, row stride
-/// `ld`, rounded to `prec`), the module docs' formulas: `dx` (when given) gets `g·W + s·gb·A`,
-/// added to what it holds when its flag is set; `dab` (when given) gets `dA` `[r, in]` and
-/// `dB` `[out, r]`.
-///
-/// Errors: from [`gemm`] (buffers shorter than their shapes).
-pub(crate) fn project_backward(
-    m: &LoraMats<'_>,
-    (n, inp): (usize, usize),
-    x: &[f32],
-    (g, ld): (&[f32], usize),
-    dx: Option<(&mut [f32], bool)>,
-    dab: Option<(&mut [f32], &mut [f32])>,
-    prec: MatmulPrecision,
-) -> candle_core::Result<()> {
-    let (r, out, s) = (m.r, m.out, m.s);
-    let gm = Mat {
-        data: g,
-        rs: ld,
-        cs: 1,
-    };
-    let mut gb = vec![0f32; n * r];
-    gemm(
-        n,
-        r,
-        out,
-        &mut gb,
-        r,
-        false,
-        gm,
-        Mat::rows(m.b, r),
-        1.0,
-        true,
-    )?;
-    let gb = round_operand(&gb, prec).into_owned();
-    let gbm = Mat::rows(&gb, r);
-    if let Some((dx, accumulate)) = dx {
-        gemm(
-            n,
-            inp,
-            out,
-            dx,
-            inp,
-            accumulate,
-            gm,
-            Mat::rows(m.w, inp),
-            1.0,
-            true,
-        )?;
-        gemm(n, inp, r, dx, inp, true, gbm, Mat::rows(m.a, inp), s, true)?;
-    }
-    let Some((da, db)) = dab else {
-        return Ok(());
-    };
-    let xm = Mat::rows(x, inp);
-    gemm(r, inp, n, da, inp, false, Mat::rows_t(&gb, r), xm, s, true)?;
-    let mut u = vec![0f32; n * r];
-    gemm(
-        n,
-        r,
-        inp,
-        &mut u,
-        r,
-        false,
-        xm,
-        Mat::rows_t(m.a, inp),
-        1.0,
-        true,
-    )?;
-    let g_t = Mat {
-        data: g,
-        rs: 1,
-        cs: ld,
-    };
-    let u = round_operand(&u, prec);
-    let um = Mat::rows(&u, r);
-    gemm(out, r, n, db, r, false, g_t, um, s, true)
-}
-
 /// One projection of a [`Projections`] op: the frozen weight, and where its `A` and `B`
 /// sit in the op's packed adapter vector `[A_1, B_1, A_2, B_2, …]` (each flattened
 /// row-major).
@@ -270,18 +131,10 @@ pub(crate) struct Proj {
 }
 
 impl Proj {
-    /// The projection's matrices: its weight `w` (already rounded) and its `A`, `B` in `pack`,
-    /// for input width `inp`.
-    pub(crate) fn mats<'a>(&self, w: &'a [f32], pack: &'a [f32], inp: usize) -> LoraMats<'a> {
+    /// This projection's `B` `[out, r]` in `pack`, for input width `inp`.
+    pub(crate) fn b<'a>(&self, pack: &'a [f32], inp: usize) -> &'a [f32] {
         let a_end = self.offset + self.r * inp;
-        LoraMats {
-            w,
-            a: &pack[self.offset..a_end],
-            b: &pack[a_end..a_end + self.out * self.r],
-            out: self.out,
-            r: self.r,
-            s: self.scaling,
-        }
+        &pack[a_end..a_end + self.out * self.r]
     }
 
     /// This projection's `dA` and `dB` in the pack's gradient `dpack`.
@@ -361,6 +214,15 @@ impl CustomOp2 for Projections {
 }
 
 impl Projections {
+    /// The op of one projection, without RoPE.
+    pub(crate) fn one(proj: Proj) -> Self {
+        Projections {
+            total: proj.out,
+            projs: vec![proj],
+            rope: None,
+        }
+    }
+
     /// `Σ_j r_j`, the width of the stacked low-rank activations.
     fn rank_total(&self) -> usize {
         self.projs.iter().map(|p| p.r).sum()
@@ -411,9 +273,7 @@ impl Projections {
     }
 
     /// The forward on slices: `x` `[n, inp]` and the pack (both as stored, unrounded) →
-    /// `[n, total]`, the projections side by side, RoPE applied when set. The products of
-    /// [`project_into`] for each projection, except that `x·Aᵀ` of all projections is one
-    /// product `x·A_stackedᵀ` `[n, Σ r_j]`.
+    /// `[n, total]`, the projections side by side, RoPE applied when set.
     ///
     /// Errors: from [`gemm`] (a pack or input shorter than the projections read).
     pub(crate) fn forward(
@@ -422,45 +282,51 @@ impl Projections {
         pack: &[f32],
         (n, inp): (usize, usize),
     ) -> candle_core::Result<Vec<f32>> {
+        let mut y = vec![0f32; n * self.total];
+        self.forward_into(x, pack, (n, inp), &mut y, false)?;
+        Ok(y)
+    }
+
+    /// [`Projections::forward`] written into `y` `[n, total]`, added to what it holds when
+    /// `accumulate`: per projection j, `y_j (+)= x·W_jᵀ + s_j·u_j·B_jᵀ` with `x`, `A`, `B`
+    /// and `W` rounded to the matmul precision, and `u = x·A_stackedᵀ` `[n, Σ r_j]` (one
+    /// product for all projections, rounded before it multiplies `B`).
+    ///
+    /// Errors: from [`gemm`] (a pack, input or output shorter than the projections read).
+    pub(crate) fn forward_into(
+        &self,
+        x: &[f32],
+        pack: &[f32],
+        (n, inp): (usize, usize),
+        y: &mut [f32],
+        accumulate: bool,
+    ) -> candle_core::Result<()> {
         let prec = matmul_precision();
         let x = round_operand(x, prec);
         let pack = round_operand(pack, prec);
         let r_total = self.rank_total();
         let u = Self::low_rank_input(&x, &self.stacked_a(&pack, inp), (n, inp, r_total), prec)?;
-        let mut y = vec![0f32; n * self.total];
         let (mut col, mut q) = (0, 0);
         for p in &self.projs {
             with_weight(p, prec, |w| {
-                let m = p.mats(w, &pack, inp);
-                let w_t = Mat::rows_t(m.w, inp);
-                let y = &mut y[col..];
-                gemm(
-                    n,
-                    p.out,
-                    inp,
-                    y,
-                    self.total,
-                    false,
-                    Mat::rows(&x, inp),
-                    w_t,
-                    1.0,
-                    true,
-                )?;
+                let (w_t, y) = (Mat::rows_t(w, inp), &mut y[col..]);
+                let xm = Mat::rows(&x, inp);
+                gemm(n, p.out, inp, y, self.total, accumulate, xm, w_t, 1.0, true)?;
                 let uj = Mat {
                     data: &u[q..],
                     rs: r_total,
                     cs: 1,
                 };
-                let b_t = Mat::rows_t(m.b, p.r);
+                let b_t = Mat::rows_t(p.b(&pack, inp), p.r);
                 gemm(n, p.out, p.r, y, self.total, true, uj, b_t, p.scaling, true)
             })?;
             col += p.out;
             q += p.r;
         }
         if let Some((rotation, heads, d)) = &self.rope {
-            rotation.rotate_rows(&mut y, self.total, (*heads, *d), false);
+            rotation.rotate_rows(y, self.total, (*heads, *d), false);
         }
-        Ok(y)
+        Ok(())
     }
 
     /// The backward on slices from the upstream gradient `g` `[n, total]` (of the rotated
@@ -468,8 +334,8 @@ impl Projections {
     /// projection's `dA`, `dB` into its part of `dpack` (the pack's shape) when given,
     /// leaving the rest of `dpack` as it is.
     ///
-    /// The formulas of [`project_backward`] for every projection j, with the products that
-    /// read `x` or write `dx` done once for all projections: `gb_j = g_j·B_j` (rounded, then
+    /// The module docs' formulas for every projection j, with the products that read `x` or
+    /// write `dx` done once for all projections: `gb_j = g_j·B_j` (rounded, then
     /// scaled by `s_j`) side by side as `gb` `[n, Σ r_j]`, `dx = g·W_stacked + gb·A_stacked`
     /// (two products instead of two per projection), `dA_stacked = gbᵀ·x` and
     /// `u = x·A_stackedᵀ` (one pass over `x` each), `dB_j = s_j·g_jᵀ·u_j`.
@@ -508,7 +374,7 @@ impl Projections {
                 rs: total,
                 cs: 1,
             };
-            let b = Mat::rows(&ps[p.offset + p.r * inp..], p.r);
+            let b = Mat::rows(p.b(&ps, inp), p.r);
             gemm(
                 n,
                 p.r,

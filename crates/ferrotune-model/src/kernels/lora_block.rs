@@ -33,16 +33,16 @@
 //! gb = g·B;   dx += g·W + s·gb·A;   dA = s·gbᵀ·x;   dB = s·gᵀ·(x·Aᵀ)
 //! ```
 //!
-//! Mixed precision: every product reads operands rounded by [`round_operand`], as `lora`'s do;
-//! the gate and its gradient are computed in f32.
+//! Every block runs its products through [`crate::kernels::lora`]'s projection op, which
+//! rounds their operands to the matmul precision
+//! ([`super::precision::round_operand`]); the gate and its gradient are computed in f32.
 
 use std::sync::OnceLock;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::lora::{plain_product, project_backward, project_into, with_weight, Proj, Projections};
-use super::precision::{matmul_precision, round_operand, MatmulPrecision};
+use super::lora::{plain_product, Proj, Projections};
 use super::rope::Rotation;
 use super::swiglu::{backward_chunk, forward_chunk};
 use super::{cpu_slice, eligible, with_slice};
@@ -231,7 +231,11 @@ fn residual_op(
     if proj.out != out {
         return Ok(None);
     }
-    let op = Residual { proj, pre, value };
+    let op = Residual {
+        proj: Projections::one(proj),
+        pre,
+        value,
+    };
     let y = x.reshape((rows, x_width))?.contiguous()?.apply_op3(
         &pack,
         &residual.reshape((rows, out))?.contiguous()?,
@@ -279,7 +283,7 @@ pub fn lora_mlp_residual(
             rope: None,
         },
         down: Residual {
-            proj: down_proj,
+            proj: Projections::one(down_proj),
             pre: Prologue::SwiGlu,
             value,
         },
@@ -318,7 +322,7 @@ impl CustomOp3 for MlpResidual {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, c) = l1.shape().dims2()?;
         let (rn, out) = l3.shape().dims2()?;
-        if rn != n || out != self.down.proj.out {
+        if rn != n || out != self.down.proj.total {
             candle_core::bail!("fused-lora-mlp-residual: residual {rn}×{out}, input {n} rows");
         }
         let (x, pack, res) = (cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?);
@@ -426,7 +430,8 @@ fn swiglu_rows_backward(gu: &[f32], dh: &[f32], i: usize) -> Vec<f32> {
 
 /// [`lora_residual`]'s op; operands `(x, pack, residual)`.
 struct Residual {
-    proj: Proj,
+    /// The projection, as a one-projection op.
+    proj: Projections,
     pre: Prologue,
     /// Whether the forward computes the value (else it returns zeros).
     value: bool,
@@ -441,23 +446,11 @@ impl Residual {
         }
     }
 
-    /// `pre(x)` for `x` `[n, width]`, rounded to `prec` as the products read it.
-    fn prologue<'a>(
-        &self,
-        x: &'a [f32],
-        inp: usize,
-        prec: MatmulPrecision,
-    ) -> std::borrow::Cow<'a, [f32]> {
+    /// `pre(x)` for `x` `[n, width]` (the projection rounds it to the matmul precision).
+    fn prologue<'a>(&self, x: &'a [f32], inp: usize) -> std::borrow::Cow<'a, [f32]> {
         match self.pre {
-            Prologue::Identity => round_operand(x, prec),
-            Prologue::SwiGlu => {
-                let h = swiglu_rows(x, inp);
-                if prec == MatmulPrecision::F32 {
-                    std::borrow::Cow::Owned(h)
-                } else {
-                    std::borrow::Cow::Owned(round_operand(&h, prec).into_owned())
-                }
-            }
+            Prologue::Identity => std::borrow::Cow::Borrowed(x),
+            Prologue::SwiGlu => std::borrow::Cow::Owned(swiglu_rows(x, inp)),
         }
     }
 }
@@ -478,7 +471,7 @@ impl CustomOp3 for Residual {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, width) = l1.shape().dims2()?;
         let (rn, out) = l3.shape().dims2()?;
-        if rn != n || out != self.proj.out {
+        if rn != n || out != self.proj.total {
             candle_core::bail!("fused-lora-residual: residual {rn}×{out}, input {n} rows");
         }
         let (x, pack, res) = (cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?);
@@ -519,19 +512,13 @@ impl Residual {
         residual: &[f32],
         (n, width): (usize, usize),
     ) -> candle_core::Result<Vec<f32>> {
-        let out = self.proj.out;
         if !self.value {
-            return Ok(vec![0f32; n * out]);
+            return Ok(vec![0f32; n * self.proj.total]);
         }
         let inp = self.inp(width);
-        let prec = matmul_precision();
-        let h = self.prologue(x, inp, prec);
-        let pack = round_operand(pack, prec);
         let mut y = residual.to_vec();
-        with_weight(&self.proj, prec, |w| {
-            let m = self.proj.mats(w, &pack, inp);
-            project_into(&m, (n, inp), &h, &mut y, out, true, prec)
-        })?;
+        let h = self.prologue(x, inp);
+        self.proj.forward_into(&h, pack, (n, inp), &mut y, true)?;
         Ok(y)
     }
 
@@ -551,27 +538,13 @@ impl Residual {
         dpack: Option<&mut [f32]>,
     ) -> candle_core::Result<Option<Vec<f32>>> {
         let inp = self.inp(width);
-        let out = self.proj.out;
-        let prec = matmul_precision();
         // `pre(x)` is read only by dA and dB.
         let h = if dpack.is_some() {
-            self.prologue(xs, inp, prec)
+            self.prologue(xs, inp)
         } else {
             std::borrow::Cow::Borrowed(&[][..])
         };
-        let (ps, gs) = (round_operand(ps, prec), round_operand(gs, prec));
-        let mut dh = want_x.then(|| vec![0f32; n * inp]);
-        with_weight(&self.proj, prec, |w| {
-            project_backward(
-                &self.proj.mats(w, &ps, inp),
-                (n, inp),
-                &h,
-                (&gs, out),
-                dh.as_deref_mut().map(|d| (d, false)),
-                dpack.map(|d| self.proj.grads(d, inp)),
-                prec,
-            )
-        })?;
+        let dh = self.proj.backward(&h, ps, gs, (n, inp), want_x, dpack)?;
         Ok(match (self.pre, dh) {
             (Prologue::SwiGlu, Some(dh)) => Some(swiglu_rows_backward(xs, &dh, inp)),
             (_, dh) => dh,
