@@ -43,8 +43,10 @@ after every run: only ratios of one run on a quiet machine count.
 
 Configs (--configs): lora_fp32_gc, lora_bf16_gc, lora_fp32, lora_bf16, full_fp32 by default;
 also full_fp32_gc and lora_bf16w (hf only: base weights loaded in bf16, as "auto" would load a
-bf16 checkpoint). Runs go config by config (hf, lf, ft in turn), checkpointed configs first;
-ferrotune's runs without checkpointing (the largest) last of all.
+bf16 checkpoint). Run order (`run_plan`): a config and its checkpointed twin as one
+palindrome (X_gc hf, lf, ft, then X ft, lf, hf), so that both the ft/hf ratios and each side's
+cost of checkpointing compare runs made minutes apart, not a quarter of an hour; a config
+without its twin runs hf, lf, ft.
 
 A ferrotune run that refuses a key (a feature not built yet) is reported as "not built"; a
 bf16 run whose loss equals its fp32 twin's as "ok (bf16 ignored)".
@@ -103,6 +105,24 @@ def load_avg() -> list[float]:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return []
+
+
+def cpu_info() -> dict:
+    """The CPU's model name and the vector extensions that decide the GEMM paths (from
+    /proc/cpuinfo): results from machines with different CPUs do not compare, and the
+    machines here are not always the same kind (AVX-512 with AVX512-BF16 on some, AVX2 only
+    on others; torch's bf16 matmuls are far slower without AVX512-BF16 or AMX)."""
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    return {"model": fields.get("model name", "?"), "flags": [f for f in wanted if f in flags]}
 
 
 def read_flat_yaml(path: Path) -> list[tuple[str, str]]:
@@ -379,6 +399,28 @@ def ratio(x, y) -> str:
     return f"{x / y:.2f}" if x and y else "-"
 
 
+def run_plan(configs: list[str], sides: list[str]) -> list[tuple[str, str]]:
+    """The order of the runs: every ratio the tables print compares two runs made close
+    together, since the machine's speed drifts over minutes (a busy neighbour). A config and
+    its checkpointed twin (`X`, `X_gc`, both selected) run as one palindrome,
+    `X_gc` hf, lf, ft, then `X` ft, lf, hf: each side's two runs are 1 to 5 runs apart (the
+    cost of checkpointing) and ferrotune is 2 runs from HF in both configs (ft/hf). Other
+    configs run their sides in turn."""
+    sides_in_order = [s for s in SIDES if s in sides]
+    plan: list[tuple[str, str]] = []
+    for c in configs:
+        if any(c == p for p, _ in plan):
+            continue
+        twin = c[: -len("_gc")] if c.endswith("_gc") else c + "_gc"
+        if twin not in configs:
+            plan += [(c, s) for s in sides_in_order]
+            continue
+        gc, base = (c, twin) if c.endswith("_gc") else (twin, c)
+        plan += [(gc, s) for s in sides_in_order]
+        plan += [(base, s) for s in reversed(sides_in_order)]
+    return plan
+
+
 def tables(results: list[dict], configs: list[str]) -> str:
     """Markdown: every run, then ferrotune / other per config, then the cost of checkpointing."""
     get = {(r["config"], r["side"]): r for r in results}
@@ -482,14 +524,10 @@ def main() -> None:
     header = {"command": " ".join(shlex.quote(x) for x in sys.argv), "work_dir": str(work),
               "load_avg": load_avg(), "nproc": os.cpu_count(), "mem_limit_gb": args.mem_limit_gb,
               "seq": args.seq, "batch": args.batch, "warmup": args.warmup, "steps": args.steps,
-              "threads": args.threads, "model": args.model}
+              "threads": args.threads, "model": args.model, "cpu": cpu_info()}
     print(json.dumps({"bench": header}), flush=True)
     bench.make_data()
-    # Config by config, the sides in turn; ferrotune's runs without checkpointing (the largest:
-    # 13-15 GB at 4 x 512 before its checkpointing landed) go last.
-    plan = [(c, s) for c in configs for s in sides if not (s == "ft" and not CONFIGS[c].gc)]
-    plan += [(c, "ft") for c in configs if "ft" in sides and not CONFIGS[c].gc]
-    for name, side in plan:
+    for name, side in run_plan(configs, sides):
         r = bench.run(name, side)
         bench.results.append(r)
         print(json.dumps({k: v for k, v in r.items() if k != "command"}), flush=True)
@@ -500,6 +538,8 @@ def main() -> None:
     table = tables(bench.results, configs)
     print()
     print(f"load average (1/5/15 min) at start {header['load_avg']}, at end {header['load_avg_end']}")
+    cpu = header["cpu"]
+    print(f"cpu: {cpu.get('model', '?')}, {' '.join(cpu.get('flags', [])) or 'no AVX2'}")
     print(table)
     if args.out:
         Path(args.out).write_text(json.dumps({"bench": header, "runs": bench.results, "table": table},
