@@ -408,16 +408,15 @@ def run_plan(configs: list[str], sides: list[str]) -> list[tuple[str, str]]:
     configs run their sides in turn."""
     sides_in_order = [s for s in SIDES if s in sides]
     plan: list[tuple[str, str]] = []
+    paired: set[str] = set()
     for c in configs:
-        if any(c == p for p, _ in plan):
-            continue
-        twin = c[: -len("_gc")] if c.endswith("_gc") else c + "_gc"
-        if twin not in configs:
+        base = c.removesuffix("_gc")
+        if base not in configs or base + "_gc" not in configs:
             plan += [(c, s) for s in sides_in_order]
-            continue
-        gc, base = (c, twin) if c.endswith("_gc") else (twin, c)
-        plan += [(gc, s) for s in sides_in_order]
-        plan += [(base, s) for s in reversed(sides_in_order)]
+        elif base not in paired:
+            paired.add(base)
+            plan += [(base + "_gc", s) for s in sides_in_order]
+            plan += [(base, s) for s in reversed(sides_in_order)]
     return plan
 
 
